@@ -1,0 +1,166 @@
+"""The compositor and backgrounds on real photos with their true person masks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from conftest import data_path
+
+from vbg.backgrounds import (
+    BlurBackground,
+    ColorBackground,
+    FolderBackground,
+    ImageBackground,
+    PassThrough,
+    VideoBackground,
+    cover,
+    open_background,
+    parse_color,
+)
+from vbg.compositor import Compositor
+from vbg.errors import BackgroundError
+
+PHOTO = "000000000436"  # one person covering most of the picture
+
+
+def _photo_and_mask() -> tuple[np.ndarray, np.ndarray]:
+    root = data_path("images_gt", "coco128_person")
+    frame = cv2.imread(str(root / "images" / f"{PHOTO}.jpg"))
+    truth = cv2.imread(str(root / "masks" / f"{PHOTO}.png"), cv2.IMREAD_GRAYSCALE)
+    # A soft edge, as the model gives: 1 inside, 0 outside, a ramp a few pixels wide between.
+    mask = cv2.GaussianBlur((truth > 127).astype(np.float32), (0, 0), 2.0)
+    return frame, mask
+
+
+def _regions(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    inside, outside = mask > 0.999, mask < 0.001
+    edge = (mask > 0.3) & (mask < 0.7)
+    assert inside.sum() > 1000 and outside.sum() > 1000 and edge.sum() > 100
+    return inside, outside, edge
+
+
+def test_person_from_frame_rest_from_background_edges_blend() -> None:
+    frame, mask = _photo_and_mask()
+    background = ImageBackground(data_path("backgrounds", "mate_Dune.jpg"))
+    out = Compositor(background).composite(frame, mask, 0.0)
+    bg = background.render(frame, 0.0)
+    assert out.shape == frame.shape and out.dtype == np.uint8
+    inside, outside, edge = _regions(mask)
+    assert np.abs(out[inside].astype(int) - frame[inside]).max() <= 1
+    assert np.abs(out[outside].astype(int) - bg[outside]).max() <= 1
+    expected = frame * mask[..., None] + bg * (1 - mask[..., None])
+    assert np.abs(out[edge] - expected[edge]).max() <= 1.0
+    # At the edge the output really is between the two, not one or the other.
+    differs = np.abs(frame[edge].astype(int) - bg[edge]).sum(axis=1) > 60
+    between = out[edge][differs].astype(int)
+    assert (np.abs(between - frame[edge][differs]).sum(axis=1) > 10).mean() > 0.9
+    assert (np.abs(between - bg[edge][differs]).sum(axis=1) > 10).mean() > 0.9
+
+
+def test_colour_background_and_colour_specs() -> None:
+    frame, mask = _photo_and_mask()
+    out = Compositor(open_background("color:#00B140")).composite(frame, mask, 0.0)
+    _, outside, _ = _regions(mask)
+    assert (out[outside] == (0x40, 0xB1, 0x00)).all()  # BGR
+    assert parse_color("#FF8000") == (0x00, 0x80, 0xFF)
+    for bad in ("color:green", "color:#12345", "color:#GG0000"):
+        with pytest.raises(BackgroundError, match="#RRGGBB"):
+            open_background(bad)
+
+
+def test_blur_background_is_the_blurred_room() -> None:
+    frame, mask = _photo_and_mask()
+    out = Compositor(open_background("blur:15")).composite(frame, mask, 0.0)
+    inside, outside, _ = _regions(mask)
+    blurred = BlurBackground(15).render(frame, 0.0)
+    assert blurred is not None
+    assert np.array_equal(out[outside], blurred[outside])
+    assert np.abs(out[inside].astype(int) - frame[inside]).max() <= 1
+    # Blurred: much less fine detail than the frame has.
+    assert cv2.Laplacian(blurred, cv2.CV_32F).var() < 0.05 * cv2.Laplacian(frame, cv2.CV_32F).var()
+    for bad in ("blur:0", "blur:abc", "blur:500"):
+        with pytest.raises(BackgroundError, match="blur strength"):
+            open_background(bad)
+
+
+def test_pass_through_mirror_and_no_mask_yet() -> None:
+    frame, mask = _photo_and_mask()
+    assert np.array_equal(Compositor(PassThrough()).composite(frame, mask, 0.0), frame)
+    mirrored = Compositor(PassThrough(), mirror=True).composite(frame, mask, 0.0)
+    assert np.array_equal(mirrored, frame[:, ::-1])
+    # Before the first mask only the background is shown: the room never leaks.
+    colour = Compositor(ColorBackground((1, 2, 3))).composite(frame, None, 0.0)
+    assert (colour == (1, 2, 3)).all()
+
+
+def test_background_covers_and_crops_never_stretches() -> None:
+    image = cv2.imread(str(data_path("backgrounds", "mate_Dune.jpg")))
+    src_h, src_w = image.shape[:2]
+    for width, height in ((640, 640), (1280, 720), (360, 640)):
+        out = cover(image, width, height)
+        assert out.shape == (height, width, 3)
+        scale = max(width / src_w, height / src_h)
+        scaled = cv2.resize(image, (round(src_w * scale), round(src_h * scale)))
+        y, x = (scaled.shape[0] - height) // 2, (scaled.shape[1] - width) // 2
+        crop = scaled[y : y + height, x : x + width].astype(int)
+        assert np.abs(out.astype(int) - crop).mean() < 2.0  # same picture, same aspect
+
+
+def test_video_background_plays_at_its_rate_and_loops(tmp_path: Path) -> None:
+    path = tmp_path / "bg.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for i in range(5):
+        writer.write(np.full((48, 64, 3), 40 * i + 20, np.uint8))
+    writer.release()
+    background = open_background(str(path))
+    assert isinstance(background, VideoBackground) and background.fps == 10
+    frame = np.zeros((96, 128, 3), np.uint8)
+
+    def level(t: float) -> int:
+        shown = background.render(frame, t)
+        assert shown is not None and shown.shape == frame.shape
+        return round(float(shown.mean()))
+
+    levels = [level(t) for t in (0.0, 0.1, 0.25, 0.4, 0.5, 0.6)]
+    assert levels[:4] == pytest.approx([20, 60, 100, 180], abs=4)
+    assert levels[4:] == pytest.approx([20, 60], abs=4)  # looped after 5 frames at 10 fps
+    background.close()
+
+
+def test_folder_background_steps_and_skips_broken_files(tmp_path: Path) -> None:
+    for name, value in (("a.png", 10), ("c.png", 200)):
+        cv2.imwrite(str(tmp_path / name), np.full((20, 30, 3), value, np.uint8))
+    (tmp_path / "b.jpg").write_bytes(b"broken")
+    folder = open_background(str(tmp_path))
+    assert isinstance(folder, FolderBackground) and folder.name == "a.png"
+    notice = folder.step(1)
+    assert notice is not None and "b.jpg" in notice
+    assert folder.name == "c.png"
+    shown = folder.render(np.zeros((40, 60, 3), np.uint8), 0.0)
+    assert shown is not None and (shown == 200).all()
+    folder.step(1)
+    assert folder.name == "a.png"
+
+
+def test_bad_backgrounds(tmp_path: Path) -> None:
+    with pytest.raises(BackgroundError, match="does not exist"):
+        open_background(str(tmp_path / "beach.jpg"))
+    broken = tmp_path / "broken.png"
+    broken.write_text("not an image")
+    with pytest.raises(BackgroundError, match="not an image OpenCV can decode"):
+        open_background(str(broken))
+    with pytest.raises(BackgroundError, match="has no images"):
+        open_background(str(_empty(tmp_path)))
+    fake_video = tmp_path / "clip.mp4"
+    fake_video.write_text("not a video")
+    with pytest.raises(BackgroundError, match="cannot be decoded"):
+        open_background(str(fake_video))
+
+
+def _empty(tmp_path: Path) -> Path:
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    return folder

@@ -1,0 +1,15 @@
+"""vbg: a live webcam virtual background (torchvision person segmentation)."""
+
+from vbg.errors import BackgroundError, ConfigError, ModelError, SinkError, SourceError, VbgError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BackgroundError",
+    "ConfigError",
+    "ModelError",
+    "SinkError",
+    "SourceError",
+    "VbgError",
+    "__version__",
+]

@@ -1,0 +1,252 @@
+"""Backgrounds: what the person is put in front of.
+
+A Background gives a Frame (H x W x 3 uint8 BGR) at the size of the camera frame it is asked for.
+Images and videos are scaled to cover the frame and centre-cropped, never stretched.
+Spec strings (``--background``): an image file, a folder of images, a video file, ``blur`` or
+``blur:STRENGTH``, ``color:#RRGGBB``, or ``none`` (pass-through).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from vbg.errors import BackgroundError
+
+Frame = np.ndarray  # H x W x 3 uint8, BGR
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
+DEFAULT_BLUR = 21.0
+COLORS = ("#00B140", "#FFFFFF", "#202020", "#3A6EA5")  # the preview's colour key cycles these
+
+_COLOR_RE = re.compile(r"^#?([0-9a-fA-F]{6})$")
+
+
+def read_image(path: Path) -> Frame:
+    """Read an image file as H x W x 3 uint8 BGR; raises :class:`BackgroundError` if it cannot."""
+    try:
+        data = np.fromfile(path, dtype=np.uint8)  # imread cannot open non-ASCII paths everywhere
+    except OSError as exc:
+        raise BackgroundError(f"Background image '{path}' cannot be read: {exc.strerror}.") from exc
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None:
+        raise BackgroundError(
+            f"Background image '{path}' is not an image OpenCV can decode. Use a JPEG or PNG file."
+        )
+    return image
+
+
+def cover(image: Frame, width: int, height: int) -> Frame:
+    """Scale ``image`` (H x W x 3) to cover width x height, keeping its aspect, and centre-crop."""
+    src_h, src_w = image.shape[:2]
+    if (src_w, src_h) == (width, height):
+        return image
+    scale = max(width / src_w, height / src_h)
+    new_w, new_h = max(width, round(src_w * scale)), max(height, round(src_h * scale))
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    resized = cv2.resize(image, (new_w, new_h), interpolation=interpolation)
+    x, y = (new_w - width) // 2, (new_h - height) // 2
+    return np.ascontiguousarray(resized[y : y + height, x : x + width])
+
+
+class Background:
+    """Base class: ``render`` returns the background for one frame, or None for pass-through."""
+
+    name = "background"
+
+    def render(self, frame: Frame, t: float) -> Frame | None:
+        """Background for ``frame`` (H x W x 3 uint8 BGR) shown at time ``t`` seconds."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release files held open (video backgrounds)."""
+
+
+class PassThrough(Background):
+    """No replacement: the camera frame is shown as it is."""
+
+    name = "none"
+
+    def render(self, frame: Frame, t: float) -> Frame | None:
+        return None
+
+
+class ColorBackground(Background):
+    """A plain colour, ``color`` given as (B, G, R)."""
+
+    def __init__(self, color: tuple[int, int, int]) -> None:
+        self.color = color
+        b, g, r = color
+        self.name = f"color:#{r:02X}{g:02X}{b:02X}"
+        self._cache = np.zeros((0, 0, 3), np.uint8)
+
+    def render(self, frame: Frame, t: float) -> Frame | None:
+        if self._cache.shape != frame.shape:
+            self._cache = np.empty_like(frame)
+            self._cache[:] = self.color
+        return self._cache
+
+
+class BlurBackground(Background):
+    """The camera frame itself, blurred. ``strength`` is the Gaussian sigma in output pixels."""
+
+    def __init__(self, strength: float = DEFAULT_BLUR) -> None:
+        self.strength = strength
+        self.name = "blur" if strength == DEFAULT_BLUR else f"blur:{strength:g}"
+
+    def render(self, frame: Frame, t: float) -> Frame | None:
+        height, width = frame.shape[:2]
+        # Blur at reduced size: the same look for a fraction of the cost.
+        factor = max(1, int(self.strength / 4))
+        small = cv2.resize(
+            frame, (max(1, width // factor), max(1, height // factor)), interpolation=cv2.INTER_AREA
+        )
+        small = cv2.GaussianBlur(small, (0, 0), sigmaX=self.strength / factor)
+        return cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+class ImageBackground(Background):
+    """A still image, covered and cropped to the frame size (cached per size)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.name = path.name
+        self._image = read_image(path)
+        self._cache: Frame | None = None
+
+    def render(self, frame: Frame, t: float) -> Frame | None:
+        height, width = frame.shape[:2]
+        if self._cache is None or self._cache.shape[:2] != (height, width):
+            self._cache = cover(self._image, width, height)
+        return self._cache
+
+
+class FolderBackground(Background):
+    """The images of a folder, one at a time; :meth:`step` moves to the next or previous one."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not self.paths:
+            raise BackgroundError(
+                f"Background folder '{folder}' has no images ({', '.join(sorted(IMAGE_SUFFIXES))})."
+            )
+        self.index = 0
+        self._current = ImageBackground(self.paths[0])
+        self.name = self._current.name
+
+    def step(self, delta: int) -> str | None:
+        """Show the image ``delta`` places on (wrapping). Skips unreadable files.
+
+        Returns a notice naming what was skipped, or None.
+        """
+        notice = None
+        for _ in range(len(self.paths)):
+            self.index = (self.index + delta) % len(self.paths)
+            try:
+                self._current = ImageBackground(self.paths[self.index])
+            except BackgroundError as exc:
+                notice = f"skipped {self.paths[self.index].name}: {exc}"
+                continue
+            break
+        self.name = self._current.name
+        return notice
+
+    def render(self, frame: Frame, t: float) -> Frame | None:
+        return self._current.render(frame, t)
+
+
+class VideoBackground(Background):
+    """A video file that loops, at its own frame rate, covered and cropped to the frame size."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.name = path.name
+        self._capture = cv2.VideoCapture(str(path))
+        ok, first = self._capture.read() if self._capture.isOpened() else (False, None)
+        if not ok or first is None:
+            self._capture.release()
+            raise BackgroundError(
+                f"Background video '{path}' cannot be decoded. Use an MP4 (H.264) or another "
+                "format OpenCV reads."
+            )
+        fps = self._capture.get(cv2.CAP_PROP_FPS)
+        self.fps = fps if 1 <= fps <= 240 else 30.0
+        self._raw = first
+        self._index = 0  # index of self._raw within the file since the last loop
+        self._loop_start = 0.0  # t at which the current loop began
+        self._cache: Frame | None = None
+
+    def _wanted(self, t: float) -> int:
+        return int((t - self._loop_start) * self.fps + 1e-6)
+
+    def _advance_to(self, t: float) -> None:
+        while self._index < self._wanted(t):
+            ok, raw = self._capture.read()
+            if ok:
+                self._index += 1
+            else:  # the end: start again from the first frame
+                self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
+                ok, raw = self._capture.read()
+                if not ok:
+                    raise BackgroundError(f"Background video '{self.path}' stopped decoding.")
+                self._loop_start += (self._index + 1) / self.fps
+                self._index = 0
+            self._raw = raw
+            self._cache = None
+
+    def render(self, frame: Frame, t: float) -> Frame | None:
+        height, width = frame.shape[:2]
+        self._advance_to(t)
+        if self._cache is None or self._cache.shape[:2] != (height, width):
+            self._cache = cover(self._raw, width, height)
+        return self._cache
+
+    def close(self) -> None:
+        self._capture.release()
+
+
+def parse_color(spec: str) -> tuple[int, int, int]:
+    """``#RRGGBB`` (the leading # optional) -> (B, G, R); raises :class:`BackgroundError`."""
+    match = _COLOR_RE.match(spec.strip())
+    if not match:
+        raise BackgroundError(
+            f"Colour '{spec}' is not of the form #RRGGBB (for example color:#00B140)."
+        )
+    value = int(match.group(1), 16)
+    return value & 0xFF, (value >> 8) & 0xFF, value >> 16
+
+
+def open_background(spec: str) -> Background:
+    """Turn a ``--background`` spec into a Background; raises :class:`BackgroundError`."""
+    text = spec.strip()
+    lower = text.lower()
+    if lower == "none":
+        return PassThrough()
+    if lower == "blur" or lower.startswith("blur:"):
+        if lower == "blur":
+            return BlurBackground()
+        try:
+            strength = float(lower.split(":", 1)[1])
+        except ValueError:
+            strength = -1.0
+        if not 1 <= strength <= 200:
+            raise BackgroundError(f"'{spec}': blur strength must be a number from 1 to 200.")
+        return BlurBackground(strength)
+    if lower.startswith(("color:", "colour:")):
+        return ColorBackground(parse_color(text.split(":", 1)[1]))
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return FolderBackground(path)
+    if not path.is_file():
+        raise BackgroundError(
+            f"Background '{spec}' does not exist. Give an image, a folder of images, a video, "
+            "blur, blur:STRENGTH, color:#RRGGBB or none."
+        )
+    if path.suffix.lower() in VIDEO_SUFFIXES:
+        return VideoBackground(path)
+    return ImageBackground(path)

@@ -1,0 +1,166 @@
+"""The ``vbg`` command: ``run`` (the default), ``process`` and ``models``.
+
+The only place where a config file and flags become a :class:`RunConfig`, and where a
+:class:`VbgError` becomes one line on stderr and a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any, NoReturn
+
+from vbg.config import DEVICES, RunConfig, config_from_mapping, read_config_file
+from vbg.errors import VbgError
+
+SUBCOMMANDS = ("run", "process", "models")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad flag as one line, without the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"vbg: error: {message} (see '{self.prog} --help')", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _add_model_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", help="segmentation model (see 'vbg models'); fcn_resnet50")
+    parser.add_argument("--weights", help="local state dict file for the model")
+    parser.add_argument("--device", choices=DEVICES, help="where the model runs; auto")
+    parser.add_argument(
+        "--inference-size", type=int, help="short side of the model input in pixels; per model"
+    )
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="vbg", description="Live webcam virtual background.")
+    commands = parser.add_subparsers(dest="command", parser_class=_Parser)
+
+    run = commands.add_parser("run", help="live: camera -> virtual camera, preview, recording")
+    run.add_argument("--config", type=Path, help="TOML config file (see configs/default.toml)")
+    run.add_argument("--source", help="camera index (0) or a video or image file")
+    run.add_argument("--loop", action=argparse.BooleanOptionalAction, help="repeat a file source")
+    run.add_argument(
+        "--background",
+        help="image, folder of images, video, blur, blur:STRENGTH, color:#RRGGBB or none; blur",
+    )
+    _add_model_flags(run)
+    run.add_argument("--mask-smoothing", type=float, help="0 (off) to below 1; 0.5")
+    run.add_argument("--width", type=int, help="frame width to ask the camera for / output")
+    run.add_argument("--height", type=int, help="frame height to ask the camera for / output")
+    run.add_argument("--fps", type=float, help="frame rate to ask the camera for / output")
+    run.add_argument(
+        "--virtual-cam", action=argparse.BooleanOptionalAction, help="send to the virtual camera"
+    )
+    run.add_argument("--preview", action=argparse.BooleanOptionalAction, help="preview window")
+    run.add_argument("--record", help="also record the output to this video file (.mp4)")
+    run.add_argument("--record-dir", help="folder for recordings and snapshots made with keys")
+    run.add_argument("--mirror", action=argparse.BooleanOptionalAction, help="flip left-right")
+    run.add_argument("--max-frames", type=int, help="stop after this many output frames")
+    run.add_argument("--stats", help="write run statistics as JSON to this file at exit")
+
+    process = commands.add_parser("process", help="offline: one photo or video file")
+    process.add_argument("input", type=Path, help="photo or video file")
+    process.add_argument("-o", "--output", type=Path, required=True, help="output file")
+    process.add_argument("--background", default="blur", help="as for 'vbg run'; blur")
+    process.add_argument("--save-mask", type=Path, help="also write the person mask here")
+    _add_model_flags(process)
+
+    commands.add_parser("models", help="list the models, their speed and cached weights")
+    return parser
+
+
+def _flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    keys = {field for field in RunConfig.__dataclass_fields__}
+    return {key: value for key, value in vars(args).items() if key in keys and value is not None}
+
+
+def build_config(args: argparse.Namespace) -> RunConfig:
+    """Defaults, then the ``--config`` file, then flags; validated once."""
+    values: dict[str, Any] = {}
+    if args.config is not None:
+        values = read_config_file(args.config)
+        config_from_mapping(values, origin=str(args.config))  # report file errors against the file
+    values.update(_flag_overrides(args))
+    return config_from_mapping(values, origin="command line")
+
+
+def _models() -> int:
+    from vbg.segmenter import MODELS
+
+    print(f"{'model':<30} {'input (short side)':>18} {'CPU ms/mask':>12} {'masks/s':>8}  weights")
+    for info in MODELS.values():
+        cached = "cached" if info.cache_path.is_file() else "not cached (downloaded on first use)"
+        print(
+            f"{info.name:<30} {info.inference_size:>15} px {info.cpu_ms:>12} "
+            f"{1000 / info.cpu_ms:>8.1f}  {cached}"
+        )
+    print("CPU figures: 2-core x86 CPU, 16:9 frames (python benchmarks/models.py).")
+    return 0
+
+
+def _process(args: argparse.Namespace) -> int:
+    from vbg.app import say
+    from vbg.process import process_file
+    from vbg.segmenter import load_segmenter
+
+    segmenter = load_segmenter(
+        args.model or "fcn_resnet50",
+        weights=Path(args.weights) if args.weights else None,
+        device=args.device or "auto",
+        inference_size=args.inference_size or 0,
+    )
+    frames = process_file(
+        args.input,
+        args.output,
+        background=args.background,
+        segmenter=segmenter,
+        save_mask=args.save_mask,
+    )
+    say(f"wrote {args.output} ({frames} frame{'s' if frames != 1 else ''})")
+    return 0
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def _run(args: argparse.Namespace) -> int:
+    from vbg.app import run, say
+
+    config = build_config(args)
+    signal.signal(signal.SIGTERM, _raise_interrupt)  # finalise recordings like Ctrl-C does
+    try:
+        stats = run(config)
+    except KeyboardInterrupt:
+        say("stopped")
+        return 0
+    say(f"done: {stats.get('frames_out')} frames out, {stats.get('masks')} masks")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``vbg`` command; returns the exit code."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if not arguments or arguments[0] not in (*SUBCOMMANDS, "-h", "--help"):
+        arguments.insert(0, "run")  # plain 'vbg' and 'vbg --flags' mean 'vbg run'
+    args = _build_parser().parse_args(arguments)
+    import cv2
+
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # vbg says what failed
+    try:
+        if args.command == "models":
+            return _models()
+        if args.command == "process":
+            return _process(args)
+        return _run(args)
+    except VbgError as exc:
+        print(f"vbg: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130

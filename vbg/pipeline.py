@@ -1,0 +1,350 @@
+"""The live Pipeline: capture -> inference -> compositor -> sinks, each on its own thread.
+
+All of vbg's threading lives in this module.
+
+- The capture thread reads the Source into a :class:`LatestSlot` (the newest frame wins).
+- The inference thread segments the newest frame at reduced resolution, smooths the mask over
+  time and publishes it, also through a LatestSlot; it skips frames it cannot keep up with.
+- The compositor thread blends every captured frame with the newest mask, so the output keeps the
+  camera's rate even when the model is slower, and hands the result to each sink's
+  :class:`DropOldestQueue` (and to the display queue that the main thread shows).
+- Each sink has its own thread, so a slow recorder never stalls the virtual camera.
+
+One stop event ends everything; a worker's exception is kept and raised by :meth:`Pipeline.stop`
+in the main thread.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import threading
+import time
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+import numpy as np
+
+from vbg.compositor import Compositor
+from vbg.segmenter import Segmenter, TemporalSmoother, upsample_mask
+from vbg.sinks import Sink
+from vbg.sources import Source
+from vbg.stats import Stats
+
+T = TypeVar("T")
+Frame = np.ndarray  # H x W x 3 uint8, BGR
+Mask = np.ndarray  # H x W float32 in [0, 1]
+
+JOIN_TIMEOUT = 5.0
+SINK_QUEUE_SECONDS = 2.0  # a sink may fall this far behind before its oldest frames are dropped
+
+
+@dataclasses.dataclass(frozen=True)
+class Captured:
+    """A frame from the source with its capture time (``time.monotonic()``)."""
+
+    frame: Frame
+    captured_at: float
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskResult:
+    """A mask at frame size with the capture time of the frame it was computed from."""
+
+    mask: Mask
+    captured_at: float
+
+
+class LatestSlot(Generic[T]):
+    """Holds only the newest item, with a sequence number; readers wait for a newer one."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._item: T | None = None
+        self._seq = 0
+        self._closed = False
+
+    def put(self, item: T) -> None:
+        with self._cond:
+            self._item = item
+            self._seq += 1
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        """No more items will come; waiting readers return."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def latest(self) -> tuple[int, T | None]:
+        """The newest (sequence number, item) without waiting; (0, None) before the first."""
+        with self._cond:
+            return self._seq, self._item
+
+    def wait_newer(self, seen: int, timeout: float) -> tuple[int, T] | None:
+        """The newest item if its sequence number is above ``seen``, waiting up to ``timeout``.
+
+        Returns None on timeout, or when the slot is closed and nothing newer is left.
+        """
+        with self._cond:
+            self._cond.wait_for(lambda: self._seq > seen or self._closed, timeout)
+            if self._seq > seen and self._item is not None:
+                return self._seq, self._item
+            return None
+
+    @property
+    def closed(self) -> bool:
+        with self._cond:
+            return self._closed
+
+
+class DropOldestQueue(Generic[T]):
+    """A bounded FIFO that drops its OLDEST item when full, counting what it dropped."""
+
+    def __init__(self, maxsize: int) -> None:
+        self._cond = threading.Condition()
+        self._items: collections.deque[T] = collections.deque()
+        self.maxsize = maxsize
+        self.dropped = 0
+        self._closed = False
+
+    def put(self, item: T) -> None:
+        with self._cond:
+            if len(self._items) >= self.maxsize:
+                self._items.popleft()
+                self.dropped += 1
+            self._items.append(item)
+            self._cond.notify()
+
+    def get(self, timeout: float) -> T | None:
+        """The oldest item, waiting up to ``timeout``; None on timeout or once closed and empty."""
+        with self._cond:
+            self._cond.wait_for(lambda: bool(self._items) or self._closed, timeout)
+            return self._items.popleft() if self._items else None
+
+    def close(self) -> None:
+        """Readers get what is left, then None."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        with self._cond:
+            return self._closed and not self._items
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._items)
+
+
+class _SinkRunner:
+    """A sink with its own thread and queue; the thread closes the sink when it ends."""
+
+    def __init__(self, sink: Sink, maxsize: int, pipeline: Pipeline) -> None:
+        self.sink = sink
+        self.queue: DropOldestQueue[Frame] = DropOldestQueue(maxsize)
+        self.thread = threading.Thread(
+            target=pipeline._guard, args=(self._run,), name=f"vbg-sink-{sink.name}"
+        )
+        self._stats = pipeline.stats
+
+    def _run(self) -> None:
+        try:
+            while True:
+                frame = self.queue.get(timeout=0.1)
+                if frame is None:
+                    if self.queue.closed:
+                        return
+                    continue
+                started = time.perf_counter()
+                self.sink.write(frame)
+                self._stats.add_time(self.sink.name, time.perf_counter() - started)
+                self._stats.count(f"{self.sink.name}_frames")
+        finally:
+            self._stats.set_dropped(self.sink.name, self.queue.dropped)
+            self.sink.close()
+
+
+class Pipeline:
+    """Runs the live stages on threads. Use :meth:`start`, then :meth:`stop` (also on error).
+
+    ``display`` adds a one-frame queue (:attr:`display_frames`) that the main thread reads to show
+    the preview window. ``max_frames`` stops the pipeline after that many output frames (0: never).
+    """
+
+    def __init__(
+        self,
+        source: Source,
+        segmenter: Segmenter,
+        compositor: Compositor,
+        sinks: list[Sink],
+        *,
+        mask_smoothing: float = 0.5,
+        display: bool = False,
+        max_frames: int = 0,
+        stats: Stats | None = None,
+    ) -> None:
+        self.source = source
+        self.segmenter = segmenter
+        self.compositor = compositor
+        self.stats = stats or Stats()
+        self.max_frames = max_frames
+        self.display_frames: DropOldestQueue[Frame] | None = DropOldestQueue(1) if display else None
+        self._smoother = TemporalSmoother(mask_smoothing)
+        self._frames: LatestSlot[Captured] = LatestSlot()
+        self._masks: LatestSlot[MaskResult] = LatestSlot()
+        self._stop = threading.Event()
+        self._finished = threading.Event()
+        self._error: BaseException | None = None
+        self._error_lock = threading.Lock()
+        self._sinks_lock = threading.Lock()
+        self._queue_size = max(2, round(SINK_QUEUE_SECONDS * source.fps))
+        self._sinks: list[_SinkRunner] = [_SinkRunner(s, self._queue_size, self) for s in sinks]
+        self._threads = [
+            threading.Thread(target=self._guard, args=(self._capture,), name="vbg-capture"),
+            threading.Thread(target=self._guard, args=(self._infer,), name="vbg-inference"),
+            threading.Thread(target=self._guard, args=(self._composite,), name="vbg-compositor"),
+        ]
+        self._started_at = 0.0
+
+    # -- control, from the main thread ------------------------------------------------------
+
+    def start(self) -> None:
+        """Start every stage's thread."""
+        self._started_at = time.monotonic()
+        self.stats.start()
+        for runner in self._sinks:
+            runner.thread.start()
+        for thread in self._threads:
+            thread.start()
+
+    @property
+    def running(self) -> bool:
+        """True until the source ends, ``max_frames`` is reached, a stage fails or stop is asked."""
+        return not self._finished.is_set()
+
+    def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the pipeline to finish; True once it has."""
+        return self._finished.wait(timeout)
+
+    def add_sink(self, sink: Sink) -> None:
+        """Start sending output frames to ``sink`` (on its own thread) from the next frame."""
+        runner = _SinkRunner(sink, self._queue_size, self)
+        runner.thread.start()
+        with self._sinks_lock:
+            self._sinks.append(runner)
+
+    def remove_sink(self, sink: Sink) -> None:
+        """Stop sending frames to ``sink``; it writes what it has queued and is closed."""
+        with self._sinks_lock:
+            runners = [r for r in self._sinks if r.sink is sink]
+            self._sinks = [r for r in self._sinks if r.sink is not sink]
+        for runner in runners:
+            runner.queue.close()
+            runner.thread.join(JOIN_TIMEOUT)
+
+    def stop(self) -> None:
+        """Stop all stages, let each sink write what it has queued, and join the threads.
+
+        Raises the first exception a stage raised, if any.
+        """
+        self._stop.set()
+        self._frames.close()
+        self._masks.close()
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(JOIN_TIMEOUT)
+        with self._sinks_lock:
+            runners = list(self._sinks)
+        for runner in runners:
+            runner.queue.close()
+        for runner in runners:
+            if runner.thread.is_alive():
+                runner.thread.join(JOIN_TIMEOUT)
+        if self.display_frames is not None:
+            self.display_frames.close()
+        self.stats.stop()
+        self._finished.set()
+        if self._error is not None:
+            raise self._error
+
+    # -- the stages, each on its own thread -------------------------------------------------
+
+    def _guard(self, body: Callable[[], None]) -> None:
+        try:
+            body()
+        except BaseException as exc:  # handed to the main thread by stop()
+            with self._error_lock:
+                if self._error is None:
+                    self._error = exc
+            self._finish()
+
+    def _finish(self) -> None:
+        self._stop.set()
+        self._frames.close()
+        self._finished.set()
+
+    def _capture(self) -> None:
+        while not self._stop.is_set():
+            started = time.perf_counter()
+            frame = self.source.read()
+            if frame is None:  # end of a file
+                break
+            self.stats.add_time("capture", time.perf_counter() - started)
+            self.stats.count("frames_in")
+            self._frames.put(Captured(frame, time.monotonic()))
+        self._frames.close()
+
+    def _infer(self) -> None:
+        seen = 0
+        while not self._stop.is_set():
+            item = self._frames.wait_newer(seen, timeout=0.1)
+            if item is None:
+                if self._frames.closed:
+                    break
+                continue
+            seen, captured = item
+            started = time.perf_counter()
+            small = self._smoother.update(self.segmenter.predict(captured.frame))
+            height, width = captured.frame.shape[:2]
+            mask = upsample_mask(small, width, height)
+            self.stats.add_time("segment", time.perf_counter() - started)
+            self.stats.count("masks")
+            self._masks.put(MaskResult(mask, captured.captured_at))
+
+    def _composite(self) -> None:
+        seen = 0
+        frames_out = 0
+        try:
+            while not self._stop.is_set():
+                item = self._frames.wait_newer(seen, timeout=0.1)
+                if item is None:
+                    if self._frames.closed:
+                        break
+                    continue
+                if item[0] > seen + 1 and seen:
+                    self.stats.count("frames_skipped", item[0] - seen - 1)
+                seen, captured = item
+                _, result = self._masks.latest()
+                started = time.perf_counter()
+                out = self.compositor.composite(
+                    captured.frame,
+                    result.mask if result else None,
+                    captured.captured_at - self._started_at,
+                )
+                self.stats.add_time("composite", time.perf_counter() - started)
+                if result is not None:
+                    self.stats.add_time("mask_age", captured.captured_at - result.captured_at)
+                with self._sinks_lock:
+                    runners = list(self._sinks)
+                for runner in runners:
+                    runner.queue.put(out)
+                if self.display_frames is not None:
+                    self.display_frames.put(out)
+                frames_out += 1
+                self.stats.count("frames_out")
+                if self.max_frames and frames_out >= self.max_frames:
+                    break
+        finally:
+            self._finish()

@@ -1,0 +1,136 @@
+"""The preview window: the output with a small status overlay, and the keys that control vbg.
+
+OpenCV windows must be driven from the main thread; :class:`PreviewWindow` is only ever used there.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+
+import cv2
+import numpy as np
+
+from vbg.errors import SinkError
+
+Frame = np.ndarray  # H x W x 3 uint8, BGR
+
+WINDOW_TITLE = "vbg preview"
+
+# (keys as shown to the user, what they do, action name). The README's key table matches this.
+KEYS: tuple[tuple[str, str, str], ...] = (
+    ("n / Right", "next background (next image of a folder)", "next"),
+    ("p / Left", "previous background", "previous"),
+    ("b", "blurred room", "blur"),
+    ("c", "plain colour (again: next colour)", "color"),
+    ("x", "pass-through: the camera as it is", "none"),
+    ("m", "mirror on/off", "mirror"),
+    ("r", "start/stop recording", "record"),
+    ("s", "snapshot to a PNG file", "snapshot"),
+    ("?", "show/hide this help", "help"),
+    ("q / Esc", "quit", "quit"),
+)
+
+_KEY_CODES: dict[int, str] = {
+    ord("n"): "next",
+    ord("p"): "previous",
+    ord("b"): "blur",
+    ord("c"): "color",
+    ord("x"): "none",
+    ord("m"): "mirror",
+    ord("r"): "record",
+    ord("s"): "snapshot",
+    ord("?"): "help",
+    ord("h"): "help",
+    ord("q"): "quit",
+    27: "quit",  # Esc
+    # Arrow keys as waitKeyEx reports them on X11, Qt, Windows and macOS.
+    65363: "next",
+    65361: "previous",
+    0x1000014: "next",
+    0x1000012: "previous",
+    2555904: "next",
+    2424832: "previous",
+    63235: "next",
+    63234: "previous",
+}
+
+
+def action_for_key(code: int) -> str | None:
+    """The action name for a ``cv2.waitKeyEx`` code, or None for keys vbg does not use."""
+    if code < 0:
+        return None
+    return _KEY_CODES.get(code) or _KEY_CODES.get(code & 0xFF if code < 0x10000 else code)
+
+
+def _draw_lines(frame: Frame, lines: list[str], *, top: int, scale: float) -> None:
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    thickness = 1 if scale < 0.6 else 2
+    line_h = int(28 * scale) + 6
+    width = max((cv2.getTextSize(t, font, scale, thickness)[0][0] for t in lines), default=0)
+    x0, y0 = 8, top
+    box = frame[y0 : y0 + line_h * len(lines) + 8, x0 : x0 + width + 16]
+    box[:] = box // 3  # darken behind the text so it reads on any background
+    for i, text in enumerate(lines):
+        y = y0 + 4 + line_h * (i + 1) - 8
+        cv2.putText(frame, text, (x0 + 8, y), font, scale, (255, 255, 255), thickness, cv2.LINE_AA)
+
+
+def draw_overlay(frame: Frame, status: list[str], *, show_help: bool = False) -> Frame:
+    """A copy of ``frame`` (H x W x 3 uint8 BGR) with the status lines and optional key help."""
+    out = frame.copy()
+    scale = max(0.4, min(1.0, frame.shape[1] / 1600))
+    if status:
+        _draw_lines(out, status, top=8, scale=scale)
+    if show_help:
+        lines = ["Keys:"] + [f"{keys:<9} {what}" for keys, what, _ in KEYS]
+        top = 8 + (int(28 * scale) + 6) * (len(status) + 1)
+        _draw_lines(out, lines, top=top, scale=scale)
+    return out
+
+
+def display_available() -> bool:
+    """Whether a window can be opened: always on macOS and Windows, with X11/Wayland on Linux."""
+    if platform.system() != "Linux":
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+class PreviewWindow:
+    """An OpenCV window on the main thread. ``show`` a frame, ``poll`` for an action."""
+
+    def __init__(self, title: str = WINDOW_TITLE) -> None:
+        if not display_available():
+            raise SinkError(
+                "No display for the preview window (DISPLAY is not set). "
+                "Run with --no-preview, or start vbg from a desktop session."
+            )
+        self.title = title
+        try:
+            cv2.namedWindow(title, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO)
+        except cv2.error as exc:
+            raise SinkError(
+                f"The preview window could not be opened ({exc}). Run with --no-preview."
+            ) from exc
+        self._shown = False
+        self._closed = False
+
+    def show(self, frame: Frame) -> None:
+        """Show ``frame`` (H x W x 3 uint8 BGR, overlay already drawn)."""
+        if not self._shown:
+            cv2.resizeWindow(self.title, frame.shape[1], frame.shape[0])
+            self._shown = True
+        cv2.imshow(self.title, frame)
+
+    def poll(self, wait_ms: int = 1) -> str | None:
+        """The action of a key pressed, "quit" when the window was closed, else None."""
+        code = cv2.waitKeyEx(wait_ms)
+        if self._shown and cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) < 1:
+            return "quit"
+        return action_for_key(code)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            cv2.destroyWindow(self.title)
+            cv2.waitKey(1)

@@ -1,0 +1,172 @@
+"""Sinks: where output frames go (the virtual camera, a recording).
+
+Every sink has the same small surface: ``name``, ``write(frame)`` taking an output Frame
+(H x W x 3 uint8 BGR) and ``close()``, safe to call twice. Sinks are context managers.
+The pipeline gives each sink its own thread and queue; the preview window is not a sink here
+because OpenCV windows must live on the main thread (see :mod:`vbg.preview`).
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import cv2
+import numpy as np
+
+from vbg.errors import SinkError
+
+Frame = np.ndarray  # H x W x 3 uint8, BGR
+
+VIRTUAL_CAMERA_NAME = "vbg camera"
+MODPROBE = (
+    f'sudo modprobe v4l2loopback devices=1 video_nr=10 card_label="{VIRTUAL_CAMERA_NAME}" '
+    "exclusive_caps=1"
+)
+# Container suffix -> FourCC. MPEG-4 Part 2 in MP4 is what OpenCV's own FFmpeg build can always
+# write and what common players (VLC, QuickTime, Windows, browsers' download players) open.
+RECORDING_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".mkv": "VP80", ".avi": "MJPG"}
+
+
+class Sink:
+    """Base class of sinks: ``write`` one frame, ``close`` once (idempotent)."""
+
+    name = "sink"
+
+    def write(self, frame: Frame) -> None:
+        """Output one frame: H x W x 3 uint8 BGR at the pipeline's output size."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Finish and release the output."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def find_loopback_device(sysfs: Path = Path("/sys")) -> str | None:
+    """The /dev/videoN whose v4l2 name is "vbg camera", or None (Linux only)."""
+    for name_file in sorted((sysfs / "class" / "video4linux").glob("video*/name")):
+        try:
+            if name_file.read_text().strip() == VIRTUAL_CAMERA_NAME:
+                return f"/dev/{name_file.parent.name}"
+        except OSError:
+            continue
+    return None
+
+
+def setup_hint(system: str | None = None, sysfs: Path = Path("/sys")) -> str:
+    """The one set-up step for the virtual camera on this platform."""
+    system = system or platform.system()
+    if system == "Linux":
+        if not (sysfs / "module" / "v4l2loopback").exists():
+            return (
+                "v4l2loopback is not loaded. Install it (Debian/Ubuntu: sudo apt install "
+                f"v4l2loopback-dkms) and run: {MODPROBE}"
+            )
+        return f"no free v4l2loopback device named '{VIRTUAL_CAMERA_NAME}'. Run: {MODPROBE}"
+    if system == "Darwin":
+        return (
+            "install OBS Studio 30 or newer and start its virtual camera once (Start Virtual "
+            "Camera), then quit OBS; calls then list 'OBS Virtual Camera'."
+        )
+    return (
+        "install OBS Studio 30 or newer (it brings 'OBS Virtual Camera') or Unity Capture, "
+        "then run vbg again."
+    )
+
+
+class VirtualCameraSink(Sink):
+    """Frames to a virtual camera through pyvirtualcam (or anything with its Camera interface).
+
+    ``camera_factory`` is called like ``pyvirtualcam.Camera(width, height, fps, device=...)`` and
+    must return an object with ``send(rgb_frame)``, ``device`` and ``close()``. Frames are
+    converted from BGR to RGB here, at the edge.
+    """
+
+    name = "virtual_cam"
+
+    def __init__(
+        self,
+        width: int,
+        height: int,
+        fps: float,
+        *,
+        camera_factory: Callable[..., Any] | None = None,
+        device: str | None = None,
+        system: str | None = None,
+        sysfs: Path = Path("/sys"),
+    ) -> None:
+        system = system or platform.system()
+        if device is None and system == "Linux":
+            # The device labelled "vbg camera"; else pyvirtualcam takes any free loopback device.
+            device = find_loopback_device(sysfs)
+            no_module = not (sysfs / "module" / "v4l2loopback").exists()
+            if device is None and no_module and camera_factory is None:
+                raise SinkError(f"No virtual camera: {setup_hint(system, sysfs)}")
+        if camera_factory is None:
+            import pyvirtualcam
+
+            camera_factory = pyvirtualcam.Camera
+        try:
+            self._camera = camera_factory(width, height, fps, device=device)
+        except Exception as exc:  # pyvirtualcam raises RuntimeError; backends may raise others
+            raise SinkError(
+                f"The virtual camera could not be opened ({exc}). "
+                f"Fix: {setup_hint(system, sysfs)} Or run with --no-virtual-cam."
+            ) from exc
+        self.device = str(self._camera.device)
+        self.width, self.height = width, height
+        self._rgb = np.empty((height, width, 3), np.uint8)
+        self._closed = False
+
+    def write(self, frame: Frame) -> None:
+        cv2.cvtColor(frame, cv2.COLOR_BGR2RGB, dst=self._rgb)
+        self._camera.send(self._rgb)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._camera.close()
+
+
+class RecordingSink(Sink):
+    """Frames to a video file (MP4 by default), finalised by ``close``."""
+
+    name = "record"
+
+    def __init__(self, path: Path, width: int, height: int, fps: float) -> None:
+        self.path = path
+        codec = RECORDING_CODECS.get(path.suffix.lower())
+        if codec is None:
+            raise SinkError(
+                f"Cannot record to '{path}': use a file name ending in "
+                f"{', '.join(RECORDING_CODECS)}."
+            )
+        if not path.parent.is_dir():
+            raise SinkError(f"Cannot record to '{path}': folder '{path.parent}' does not exist.")
+        self._writer = cv2.VideoWriter(
+            str(path), cv2.VideoWriter.fourcc(*codec), fps, (width, height)
+        )
+        if not self._writer.isOpened():
+            raise SinkError(f"Cannot record to '{path}': OpenCV could not open a {codec} writer.")
+        self.size = (width, height)
+        self.frames_written = 0
+        self._closed = False
+
+    def write(self, frame: Frame) -> None:
+        self._writer.write(frame)
+        self.frames_written += 1
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._writer.release()

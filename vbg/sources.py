@@ -1,0 +1,225 @@
+"""Sources: where frames come from (a camera, a video file, or a still image).
+
+Every source has the same small surface: ``width``, ``height``, ``fps``, ``read()`` returning the
+next Frame (H x W x 3 uint8 BGR) or None at the end, and ``close()``. A file source can play at its
+own frame rate like a camera (``realtime=True``), which is how the live pipeline is tested without
+a camera. Frames are scaled to cover the requested size and centre-cropped, never stretched.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import cv2
+import numpy as np
+
+from vbg.backgrounds import IMAGE_SUFFIXES, cover, read_image
+from vbg.errors import BackgroundError, SourceError
+
+Frame = np.ndarray  # H x W x 3 uint8, BGR
+
+CAMERA_DEFAULT_SIZE = (1280, 720)
+CAMERA_DEFAULT_FPS = 30.0
+STILL_DEFAULT_FPS = 30.0
+
+
+class Source:
+    """Base class of sources; a context manager whose ``close`` is safe to call twice."""
+
+    width: int
+    height: int
+    fps: float
+    description: str
+
+    def read(self) -> Frame | None:
+        """The next frame (H x W x 3 uint8 BGR), or None at the end of a file."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the camera or file."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class _Pacer:
+    """Sleeps so successive frames leave at ``fps``, like a camera delivering them."""
+
+    def __init__(self, fps: float) -> None:
+        self.period = 1.0 / fps
+        self._next = 0.0
+
+    def wait(self) -> None:
+        now = time.monotonic()
+        if self._next == 0.0 or now - self._next > 1.0:  # first frame, or fell far behind
+            self._next = now
+        elif self._next > now:
+            time.sleep(self._next - now)
+        self._next += self.period
+
+
+class CameraSource(Source):
+    """A physical camera opened by index with OpenCV."""
+
+    def __init__(self, index: int, *, width: int = 0, height: int = 0, fps: float = 0.0) -> None:
+        self.description = f"camera {index}"
+        self._capture = cv2.VideoCapture(index)
+        if not self._capture.isOpened():
+            self._capture.release()
+            raise SourceError(
+                f"Camera {index} could not be opened. Check that it is plugged in and not used by "
+                "another program, or pick another with --source (a camera index or a video file)."
+            )
+        ask_w, ask_h = (width, height) if width else CAMERA_DEFAULT_SIZE
+        self._capture.set(cv2.CAP_PROP_FRAME_WIDTH, ask_w)
+        self._capture.set(cv2.CAP_PROP_FRAME_HEIGHT, ask_h)
+        self._capture.set(cv2.CAP_PROP_FPS, fps or CAMERA_DEFAULT_FPS)
+        ok, first = self._capture.read()
+        if not ok or first is None:
+            self._capture.release()
+            raise SourceError(
+                f"Camera {index} opened but sends no frames. Close other programs using it, "
+                "or pick another with --source."
+            )
+        self._index = index
+        self._first: Frame | None = first
+        self.width, self.height = (width, height) if width else (first.shape[1], first.shape[0])
+        reported = self._capture.get(cv2.CAP_PROP_FPS)
+        self.fps = fps or (reported if 1 <= reported <= 240 else CAMERA_DEFAULT_FPS)
+
+    def read(self) -> Frame | None:
+        if self._first is not None:
+            frame, self._first = self._first, None
+        else:
+            ok, frame = self._capture.read()
+            if not ok or frame is None:
+                raise SourceError(
+                    f"Camera {self._index} stopped sending frames (unplugged?). "
+                    "Plug it back in and start vbg again."
+                )
+        return cover(frame, self.width, self.height)
+
+    def close(self) -> None:
+        self._capture.release()
+
+
+class VideoFileSource(Source):
+    """A video file, read frame by frame; ``realtime`` paces it at ``fps``; ``loop`` repeats it."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        width: int = 0,
+        height: int = 0,
+        fps: float = 0.0,
+        loop: bool = False,
+        realtime: bool = True,
+    ) -> None:
+        self.description = str(path)
+        self.path = path
+        self.loop = loop
+        self._capture = cv2.VideoCapture(str(path))
+        ok, first = self._capture.read() if self._capture.isOpened() else (False, None)
+        if not ok or first is None:
+            self._capture.release()
+            raise SourceError(
+                f"Video '{path}' cannot be decoded. Use a video OpenCV can read (MP4, AVI, MKV)."
+            )
+        self._first: Frame | None = first
+        self.width, self.height = (width, height) if width else (first.shape[1], first.shape[0])
+        reported = self._capture.get(cv2.CAP_PROP_FPS)
+        self.fps = fps or (reported if 1 <= reported <= 240 else 30.0)
+        count = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        self.frame_count = count if count > 0 else None
+        self._pacer = _Pacer(self.fps) if realtime else None
+
+    def read(self) -> Frame | None:
+        if self._first is not None:
+            frame: Frame | None
+            frame, self._first = self._first, None
+        else:
+            ok, frame = self._capture.read()
+            if not ok and self.loop:
+                self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
+                ok, frame = self._capture.read()
+            if not ok or frame is None:
+                return None
+        if self._pacer is not None:
+            self._pacer.wait()
+        return cover(frame, self.width, self.height)
+
+    def close(self) -> None:
+        self._capture.release()
+
+
+class ImageSource(Source):
+    """A still image shown as a camera would: the same frame at ``fps`` (once if not realtime)."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        width: int = 0,
+        height: int = 0,
+        fps: float = 0.0,
+        realtime: bool = True,
+    ) -> None:
+        self.description = str(path)
+        try:
+            image = read_image(path)
+        except BackgroundError as exc:
+            raise SourceError(
+                f"Source image '{path}' cannot be decoded. Use a JPEG or PNG."
+            ) from exc
+        self.width, self.height = (width, height) if width else (image.shape[1], image.shape[0])
+        self._image = cover(image, self.width, self.height)
+        self.fps = fps or STILL_DEFAULT_FPS
+        self.frame_count = None if realtime else 1
+        self._pacer = _Pacer(self.fps) if realtime else None
+        self._done = False
+
+    def read(self) -> Frame | None:
+        if self._pacer is None:
+            if self._done:
+                return None
+            self._done = True
+        else:
+            self._pacer.wait()
+        return self._image.copy()
+
+
+def open_source(
+    spec: str,
+    *,
+    width: int = 0,
+    height: int = 0,
+    fps: float = 0.0,
+    loop: bool = False,
+    realtime: bool = True,
+) -> Source:
+    """Open ``spec``: a camera index ("0"), a video file or an image file.
+
+    Raises :class:`SourceError` with what to do when it cannot be opened.
+    """
+    if spec.isdigit():
+        return CameraSource(int(spec), width=width, height=height, fps=fps)
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise SourceError(
+            f"Source '{spec}' does not exist. Give a camera index (0, 1, ...) or a video or "
+            "image file."
+        )
+    if path.is_dir():
+        raise SourceError(f"Source '{spec}' is a folder. Give a camera index or a file.")
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return ImageSource(path, width=width, height=height, fps=fps, realtime=realtime)
+    return VideoFileSource(path, width=width, height=height, fps=fps, loop=loop, realtime=realtime)

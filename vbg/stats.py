@@ -1,0 +1,80 @@
+"""Stats: counters and per-stage timings of a run, safe to update from every thread."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+
+class Stats:
+    """Counts (frames in and out, masks, ...) and mean milliseconds per stage."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = {}
+        self._time_sum: dict[str, float] = {}
+        self._time_n: dict[str, int] = {}
+        self._dropped: dict[str, int] = {}
+        self._started = 0.0
+        self._stopped = 0.0
+        self.info: dict[str, Any] = {}  # model, device, sizes: written as they are
+
+    def start(self) -> None:
+        self._started = time.monotonic()
+
+    def stop(self) -> None:
+        if not self._stopped:
+            self._stopped = time.monotonic()
+
+    def count(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            self._counts[name] = self._counts.get(name, 0) + n
+
+    def add_time(self, stage: str, seconds: float) -> None:
+        with self._lock:
+            self._time_sum[stage] = self._time_sum.get(stage, 0.0) + seconds
+            self._time_n[stage] = self._time_n.get(stage, 0) + 1
+
+    def set_dropped(self, queue: str, n: int) -> None:
+        with self._lock:
+            self._dropped[queue] = n
+
+    def get(self, name: str) -> int:
+        with self._lock:
+            return self._counts.get(name, 0)
+
+    def rate(self, name: str) -> float:
+        """Events per second of counter ``name`` since start."""
+        elapsed = (self._stopped or time.monotonic()) - self._started
+        return self.get(name) / elapsed if self._started and elapsed > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The figures written by ``--stats``: counts, rates, per-stage mean ms, drops."""
+        elapsed = (self._stopped or time.monotonic()) - self._started if self._started else 0.0
+        with self._lock:
+            counts = dict(self._counts)
+            stage_ms = {
+                stage: round(1000.0 * total / self._time_n[stage], 3)
+                for stage, total in sorted(self._time_sum.items())
+            }
+            dropped = dict(self._dropped)
+        frames_out = counts.pop("frames_out", 0)
+        masks = counts.pop("masks", 0)
+        return {
+            **self.info,
+            "frames_in": counts.pop("frames_in", 0),
+            "frames_out": frames_out,
+            "masks": masks,
+            "duration_s": round(elapsed, 3),
+            "fps_out": round(frames_out / elapsed, 3) if elapsed else 0.0,
+            "mask_fps": round(masks / elapsed, 3) if elapsed else 0.0,
+            "stage_ms": stage_ms,
+            "dropped": dropped,
+            **counts,
+        }
+
+    def write_json(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
