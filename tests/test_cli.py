@@ -10,8 +10,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import data_path
 
+from conftest import data_path
 from vbg.cli import main
 
 

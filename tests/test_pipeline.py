@@ -11,8 +11,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import StandInCamera, data_path
 
+from conftest import StandInCamera, data_path
 from vbg.app import Controls, run
 from vbg.backgrounds import BlurBackground, ColorBackground, PassThrough, open_background
 from vbg.compositor import Compositor

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 import torchvision.models._api
-from conftest import data_path
 from torchvision.models import segmentation
 
+from conftest import data_path
 from vbg.errors import ModelError
 from vbg.segmenter import (
     MODELS,

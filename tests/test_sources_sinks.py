@@ -7,8 +7,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import StandInCamera, data_path
 
+from conftest import StandInCamera, data_path
 from vbg.errors import SinkError, SourceError
 from vbg.sinks import MODPROBE, RecordingSink, VirtualCameraSink, find_loopback_device, setup_hint
 from vbg.sources import ImageSource, VideoFileSource, open_source

@@ -63,29 +63,46 @@ def action_for_key(code: int) -> str | None:
     return _KEY_CODES.get(code) or _KEY_CODES.get(code & 0xFF if code < 0x10000 else code)
 
 
-def _draw_lines(frame: Frame, lines: list[str], *, top: int, scale: float) -> None:
+def _draw_rows(frame: Frame, rows: list[tuple[str, str]], *, top: int, scale: float) -> int:
+    """Draw rows of (left, right) text in two columns on a darkened box; returns its bottom."""
     font = cv2.FONT_HERSHEY_SIMPLEX
     thickness = 1 if scale < 0.6 else 2
+
+    def text_width(text: str) -> int:
+        return int(cv2.getTextSize(text, font, scale, thickness)[0][0]) if text else 0
+
     line_h = int(28 * scale) + 6
-    width = max((cv2.getTextSize(t, font, scale, thickness)[0][0] for t in lines), default=0)
-    x0, y0 = 8, top
-    box = frame[y0 : y0 + line_h * len(lines) + 8, x0 : x0 + width + 16]
+    gap = text_width("  ")
+    left_w = (
+        max(text_width(left) for left, right in rows if right) if any(r for _, r in rows) else 0
+    )
+    width = max(
+        text_width(left) if not right else left_w + gap + text_width(right) for left, right in rows
+    )
+    x0 = 8
+    bottom = min(frame.shape[0], top + line_h * len(rows) + 8)
+    box = frame[top:bottom, x0 : x0 + width + 16]
     box[:] = box // 3  # darken behind the text so it reads on any background
-    for i, text in enumerate(lines):
-        y = y0 + 4 + line_h * (i + 1) - 8
-        cv2.putText(frame, text, (x0 + 8, y), font, scale, (255, 255, 255), thickness, cv2.LINE_AA)
+    for i, (left, right) in enumerate(rows):
+        y = top + line_h * (i + 1) - 4
+        for x, text in ((x0 + 8, left), (x0 + 8 + left_w + gap, right)):
+            if text:
+                cv2.putText(
+                    frame, text, (x, y), font, scale, (255, 255, 255), thickness, cv2.LINE_AA
+                )
+    return bottom
 
 
 def draw_overlay(frame: Frame, status: list[str], *, show_help: bool = False) -> Frame:
     """A copy of ``frame`` (H x W x 3 uint8 BGR) with the status lines and optional key help."""
     out = frame.copy()
     scale = max(0.4, min(1.0, frame.shape[1] / 1600))
+    bottom = 0
     if status:
-        _draw_lines(out, status, top=8, scale=scale)
+        bottom = _draw_rows(out, [(line, "") for line in status], top=8, scale=scale)
     if show_help:
-        lines = ["Keys:"] + [f"{keys:<9} {what}" for keys, what, _ in KEYS]
-        top = 8 + (int(28 * scale) + 6) * (len(status) + 1)
-        _draw_lines(out, lines, top=top, scale=scale)
+        rows = [("Keys", "")] + [(keys, what) for keys, what, _ in KEYS]
+        _draw_rows(out, rows, top=bottom + 8, scale=scale)
     return out
 
 
@@ -94,6 +111,22 @@ def display_available() -> bool:
     if platform.system() != "Linux":
         return True
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def _point_qt_at_system_fonts() -> None:
+    """opencv-python's Qt looks for fonts in a folder the wheel does not ship, and says so on
+    stderr at every start; point it at the system's fonts instead, where there are some."""
+    current = os.environ.get("QT_QPA_FONTDIR")
+    if current is None or os.path.isdir(current):
+        return
+    for folder in (
+        "/usr/share/fonts/truetype/dejavu",
+        "/usr/share/fonts/truetype",
+        "/usr/share/fonts",
+    ):
+        if os.path.isdir(folder):
+            os.environ["QT_QPA_FONTDIR"] = folder
+            return
 
 
 class PreviewWindow:
@@ -106,8 +139,9 @@ class PreviewWindow:
                 "Run with --no-preview, or start vbg from a desktop session."
             )
         self.title = title
+        _point_qt_at_system_fonts()
         try:
-            cv2.namedWindow(title, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO)
+            cv2.namedWindow(title, cv2.WINDOW_GUI_NORMAL | cv2.WINDOW_KEEPRATIO)
         except cv2.error as exc:
             raise SinkError(
                 f"The preview window could not be opened ({exc}). Run with --no-preview."

@@ -1,0 +1,151 @@
+"""The preview window for real: vbg under Xvfb, keys pressed with xdotool, screenshots checked."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import data_path
+from vbg.preview import KEYS, action_for_key, draw_overlay
+
+TOOLS = ("Xvfb", "xdotool", "import")
+
+
+def test_overlay_draws_status_and_help_on_a_copy() -> None:
+    frame = np.full((360, 640, 3), 200, np.uint8)
+    plain = draw_overlay(frame, ["out 30.0 fps  mask 3.0 fps  fcn_resnet50 on cpu"])
+    helped = draw_overlay(frame, ["status"], show_help=True)
+    assert (frame == 200).all()  # the frame itself is untouched
+    changed_plain = (plain != frame).any(axis=2)
+    changed_help = (helped != frame).any(axis=2)
+    assert changed_plain[:40].any() and not changed_plain[100:].any()
+    assert changed_help[100:300].sum() > 20 * changed_plain[100:].sum() + 1000
+
+
+def test_every_key_in_the_table_maps_to_its_action() -> None:
+    for keys, _, action in KEYS:
+        for key in keys.split(" / "):
+            if len(key) == 1:
+                assert action_for_key(ord(key)) == action
+    assert action_for_key(27) == "quit" and action_for_key(65363) == "next"
+    assert action_for_key(-1) is None and action_for_key(ord("z")) is None
+
+
+@pytest.fixture
+def display() -> Iterator[str]:
+    missing = [tool for tool in TOOLS if shutil.which(tool) is None]
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not installed (Debian: xvfb xdotool imagemagick)")
+    read_fd, write_fd = os.pipe()
+    server = subprocess.Popen(
+        ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
+        pass_fds=(write_fd,),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    os.close(write_fd)
+    with os.fdopen(read_fd) as pipe:
+        number = pipe.readline().strip()
+    try:
+        yield f":{number}"
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def _screenshot(display: str, window: str) -> np.ndarray:
+    png = subprocess.run(
+        ["import", "-window", window, "png:-"],
+        capture_output=True,
+        check=True,
+        timeout=30,
+        env={**os.environ, "DISPLAY": display},
+    ).stdout
+    return cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+
+
+def _share(image: np.ndarray, bgr: tuple[int, int, int]) -> float:
+    """Share of pixels within a small distance of colour ``bgr``."""
+    return float((np.abs(image.astype(int) - bgr).sum(axis=2) < 30).mean())
+
+
+def _until(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"the preview never showed {what}")
+
+
+def test_preview_window_shows_the_output_and_obeys_keys(display: str, fcn_weights: Path) -> None:
+    clip = data_path("videos", "volcomix_thoughtful-35590.mp4")
+    env = {**os.environ, "DISPLAY": display}
+    vbg = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "vbg",
+            "--source",
+            str(clip),
+            "--loop",
+            "--no-virtual-cam",
+            "--background",
+            "color:#0000FF",
+            "--weights",
+            str(fcn_weights),
+            "--device",
+            "cpu",
+            "--inference-size",
+            "64",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        window = subprocess.run(
+            ["xdotool", "search", "--sync", "--name", "vbg preview"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+            check=True,
+        ).stdout.split()[0]
+
+        def press(key: str) -> None:
+            subprocess.run(["xdotool", "windowfocus", "--sync", window], env=env, check=True)
+            subprocess.run(["xdotool", "key", key], env=env, check=True)
+
+        def shot() -> np.ndarray:
+            return _screenshot(display, window)
+
+        # An untrained model finds next to no person: the blue background fills the picture.
+        _until(lambda: _share(shot(), (255, 0, 0)) > 0.7, "the blue background")
+        press("x")  # pass-through: the camera picture itself, hardly any blue
+        _until(lambda: _share(shot(), (255, 0, 0)) < 0.05, "the camera picture")
+        press("c")  # the first plain colour, #00B140
+        _until(lambda: _share(shot(), (0x40, 0xB1, 0x00)) > 0.7, "the green colour")
+        before = shot()
+        press("question")  # the key help covers part of the picture
+        _until(
+            lambda: _share(shot(), (0x40, 0xB1, 0x00)) < _share(before, (0x40, 0xB1, 0x00)) - 0.05,
+            "the key help",
+        )
+        press("q")
+        assert vbg.wait(30) == 0
+    finally:
+        if vbg.poll() is None:
+            vbg.kill()
+        _, err = vbg.communicate(timeout=30)
+    assert "Traceback" not in err
