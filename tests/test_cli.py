@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -183,3 +185,59 @@ def test_models_lists_every_model(capsys: pytest.CaptureFixture[str]) -> None:
     ):
         assert name in out
     assert "cached" in out
+
+
+@pytest.mark.skipif(Path("/sys/module/v4l2loopback").exists(), reason="v4l2loopback is loaded here")
+def test_without_a_virtual_camera_the_recording_still_works(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], fcn_weights: Path
+) -> None:
+    clip = str(data_path("videos", "volcomix_thoughtful-35590.mp4"))
+    out = tmp_path / "out.mp4"
+    code = main(
+        [
+            "--source",
+            clip,
+            "--no-preview",
+            "--record",
+            str(out),
+            "--max-frames",
+            "12",
+            "--weights",
+            str(fcn_weights),
+            "--inference-size",
+            "64",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 0
+    assert "modprobe v4l2loopback" in err and "Going on without it" in err
+    capture = cv2.VideoCapture(str(out))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 12
+
+
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_interrupt_finalises_the_recording(
+    tmp_path: Path, fcn_weights: Path, signal_name: str
+) -> None:
+    clip = str(data_path("videos", "volcomix_thoughtful-35590.mp4"))
+    out = tmp_path / "out.mp4"
+    command = [sys.executable, "-m", "vbg", "--source", clip, "--loop", "--no-preview"]
+    command += ["--no-virtual-cam", "--record", str(out), "--weights", str(fcn_weights)]
+    with subprocess.Popen(
+        [*command, "--inference-size", "64"], stderr=subprocess.PIPE, text=True
+    ) as vbg:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (not out.exists() or out.stat().st_size < 50_000):
+            time.sleep(0.2)
+        vbg.send_signal(getattr(signal, signal_name))
+        try:
+            _, err = vbg.communicate(timeout=30)
+        finally:
+            vbg.kill()
+    assert vbg.returncode == 0
+    assert "stopped" in err and "Traceback" not in err
+    capture = cv2.VideoCapture(str(out))
+    frames = 0
+    while capture.read()[0]:
+        frames += 1
+    assert frames > 10 and frames == int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
