@@ -246,8 +246,8 @@ def run(config: RunConfig, *, camera_factory: Callable[..., Any] | None = None) 
         if not sinks and window is None:
             raise SinkError(
                 "Nothing to send the picture to. "
-                + (" ".join(problems) or "Enable --virtual-cam or --preview, or add --record PATH.")
-                + " Or add --record PATH."
+                + " ".join(problems)
+                + " To record instead, add --record PATH."
             )
         for problem in problems:
             say(f"{problem} Going on without it.")

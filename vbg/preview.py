@@ -135,8 +135,8 @@ class PreviewWindow:
     def __init__(self, title: str = WINDOW_TITLE) -> None:
         if not display_available():
             raise SinkError(
-                "No display for the preview window (DISPLAY is not set). "
-                "Run with --no-preview, or start vbg from a desktop session."
+                "No display for the preview window (DISPLAY is not set): start vbg from a "
+                "desktop session, or turn the window off with --no-preview."
             )
         self.title = title
         _point_qt_at_system_fonts()

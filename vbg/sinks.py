@@ -70,9 +70,9 @@ def setup_hint(system: str | None = None, sysfs: Path = Path("/sys")) -> str:
         if not (sysfs / "module" / "v4l2loopback").exists():
             return (
                 "v4l2loopback is not loaded. Install it (Debian/Ubuntu: sudo apt install "
-                f"v4l2loopback-dkms) and run: {MODPROBE}"
+                f"v4l2loopback-dkms) and run: {MODPROBE} ."
             )
-        return f"no free v4l2loopback device named '{VIRTUAL_CAMERA_NAME}'. Run: {MODPROBE}"
+        return f"no free v4l2loopback device named '{VIRTUAL_CAMERA_NAME}'. Run: {MODPROBE} ."
     if system == "Darwin":
         return (
             "install OBS Studio 30 or newer and start its virtual camera once (Start Virtual "
