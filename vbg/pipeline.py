@@ -20,7 +20,7 @@ import collections
 import dataclasses
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
 import numpy as np
@@ -296,15 +296,25 @@ class Pipeline:
             self._frames.put(Captured(frame, time.monotonic()))
         self._frames.close()
 
-    def _infer(self) -> None:
+    def _newer_frames(self, counter: str | None = None) -> Iterator[Captured]:
+        """Each newest captured frame once, until stop or the end of the source.
+
+        Frames that were replaced before this reader got to them are counted in ``counter``.
+        """
         seen = 0
         while not self._stop.is_set():
             item = self._frames.wait_newer(seen, timeout=0.1)
             if item is None:
                 if self._frames.closed:
-                    break
+                    return
                 continue
-            seen, captured = item
+            if counter and seen and item[0] > seen + 1:
+                self.stats.count(counter, item[0] - seen - 1)
+            seen = item[0]
+            yield item[1]
+
+    def _infer(self) -> None:
+        for captured in self._newer_frames():
             started = time.perf_counter()
             small = self._smoother.update(self.segmenter.predict(captured.frame))
             height, width = captured.frame.shape[:2]
@@ -314,18 +324,9 @@ class Pipeline:
             self._masks.put(MaskResult(mask, captured.captured_at))
 
     def _composite(self) -> None:
-        seen = 0
         frames_out = 0
         try:
-            while not self._stop.is_set():
-                item = self._frames.wait_newer(seen, timeout=0.1)
-                if item is None:
-                    if self._frames.closed:
-                        break
-                    continue
-                if item[0] > seen + 1 and seen:
-                    self.stats.count("frames_skipped", item[0] - seen - 1)
-                seen, captured = item
+            for captured in self._newer_frames("frames_skipped"):
                 _, result = self._masks.latest()
                 started = time.perf_counter()
                 out = self.compositor.composite(

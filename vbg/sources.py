@@ -66,52 +66,94 @@ class _Pacer:
         self._next += self.period
 
 
-class CameraSource(Source):
-    """A physical camera opened by index with OpenCV."""
+def _first_frame(capture: cv2.VideoCapture) -> Frame | None:
+    """The first frame of an opened capture; None (and the capture released) if there is none."""
+    ok, frame = capture.read() if capture.isOpened() else (False, None)
+    if not ok or frame is None:
+        capture.release()
+        return None
+    return frame
 
-    def __init__(self, index: int, *, width: int = 0, height: int = 0, fps: float = 0.0) -> None:
-        self.description = f"camera {index}"
-        self._capture = cv2.VideoCapture(index)
-        if not self._capture.isOpened():
-            self._capture.release()
-            raise SourceError(
-                f"Camera {index} could not be opened. Check that it is plugged in and not used by "
-                "another program, or pick another with --source (a camera index or a video file)."
-            )
-        ask_w, ask_h = (width, height) if width else CAMERA_DEFAULT_SIZE
-        self._capture.set(cv2.CAP_PROP_FRAME_WIDTH, ask_w)
-        self._capture.set(cv2.CAP_PROP_FRAME_HEIGHT, ask_h)
-        self._capture.set(cv2.CAP_PROP_FPS, fps or CAMERA_DEFAULT_FPS)
-        ok, first = self._capture.read()
-        if not ok or first is None:
-            self._capture.release()
-            raise SourceError(
-                f"Camera {index} opened but sends no frames. Close other programs using it, "
-                "or pick another with --source."
-            )
-        self._index = index
+
+class _CaptureSource(Source):
+    """An OpenCV capture (camera or file) whose first frame was read when it was opened."""
+
+    _pacer: _Pacer | None = None
+
+    def _start(
+        self,
+        capture: cv2.VideoCapture,
+        first: Frame,
+        *,
+        width: int,
+        height: int,
+        fps: float,
+        default_fps: float,
+    ) -> None:
+        self._capture = capture
         self._first: Frame | None = first
         self.width, self.height = (width, height) if width else (first.shape[1], first.shape[0])
-        reported = self._capture.get(cv2.CAP_PROP_FPS)
-        self.fps = fps or (reported if 1 <= reported <= 240 else CAMERA_DEFAULT_FPS)
+        reported = capture.get(cv2.CAP_PROP_FPS)
+        self.fps = fps or (reported if 1 <= reported <= 240 else default_fps)
+
+    def _read_raw(self) -> Frame | None:
+        """The next frame as the capture gives it, or None at the end."""
+        raise NotImplementedError
 
     def read(self) -> Frame | None:
+        frame: Frame | None
         if self._first is not None:
             frame, self._first = self._first, None
         else:
-            ok, frame = self._capture.read()
-            if not ok or frame is None:
-                raise SourceError(
-                    f"Camera {self._index} stopped sending frames (unplugged?). "
-                    "Plug it back in and start vbg again."
-                )
+            frame = self._read_raw()
+            if frame is None:
+                return None
+        if self._pacer is not None:
+            self._pacer.wait()
         return cover(frame, self.width, self.height)
 
     def close(self) -> None:
         self._capture.release()
 
 
-class VideoFileSource(Source):
+class CameraSource(_CaptureSource):
+    """A physical camera opened by index with OpenCV; it paces itself."""
+
+    def __init__(self, index: int, *, width: int = 0, height: int = 0, fps: float = 0.0) -> None:
+        self.description = f"camera {index}"
+        self._index = index
+        capture = cv2.VideoCapture(index)
+        if not capture.isOpened():
+            capture.release()
+            raise SourceError(
+                f"Camera {index} could not be opened. Check that it is plugged in and not used by "
+                "another program, or pick another with --source (a camera index or a video file)."
+            )
+        ask_w, ask_h = (width, height) if width else CAMERA_DEFAULT_SIZE
+        capture.set(cv2.CAP_PROP_FRAME_WIDTH, ask_w)
+        capture.set(cv2.CAP_PROP_FRAME_HEIGHT, ask_h)
+        capture.set(cv2.CAP_PROP_FPS, fps or CAMERA_DEFAULT_FPS)
+        first = _first_frame(capture)
+        if first is None:
+            raise SourceError(
+                f"Camera {index} opened but sends no frames. Close other programs using it, "
+                "or pick another with --source."
+            )
+        self._start(
+            capture, first, width=width, height=height, fps=fps, default_fps=CAMERA_DEFAULT_FPS
+        )
+
+    def _read_raw(self) -> Frame | None:
+        ok, frame = self._capture.read()
+        if not ok or frame is None:
+            raise SourceError(
+                f"Camera {self._index} stopped sending frames (unplugged?). "
+                "Plug it back in and start vbg again."
+            )
+        return frame
+
+
+class VideoFileSource(_CaptureSource):
     """A video file, read frame by frame; ``realtime`` paces it at ``fps``; ``loop`` repeats it."""
 
     def __init__(
@@ -127,38 +169,23 @@ class VideoFileSource(Source):
         self.description = str(path)
         self.path = path
         self.loop = loop
-        self._capture = cv2.VideoCapture(str(path))
-        ok, first = self._capture.read() if self._capture.isOpened() else (False, None)
-        if not ok or first is None:
-            self._capture.release()
+        capture = cv2.VideoCapture(str(path))
+        first = _first_frame(capture)
+        if first is None:
             raise SourceError(
                 f"Video '{path}' cannot be decoded. Use a video OpenCV can read (MP4, AVI, MKV)."
             )
-        self._first: Frame | None = first
-        self.width, self.height = (width, height) if width else (first.shape[1], first.shape[0])
-        reported = self._capture.get(cv2.CAP_PROP_FPS)
-        self.fps = fps or (reported if 1 <= reported <= 240 else 30.0)
-        count = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        self._start(capture, first, width=width, height=height, fps=fps, default_fps=30.0)
+        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
         self.frame_count = count if count > 0 else None
         self._pacer = _Pacer(self.fps) if realtime else None
 
-    def read(self) -> Frame | None:
-        if self._first is not None:
-            frame: Frame | None
-            frame, self._first = self._first, None
-        else:
+    def _read_raw(self) -> Frame | None:
+        ok, frame = self._capture.read()
+        if not ok and self.loop:
+            self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
             ok, frame = self._capture.read()
-            if not ok and self.loop:
-                self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
-                ok, frame = self._capture.read()
-            if not ok or frame is None:
-                return None
-        if self._pacer is not None:
-            self._pacer.wait()
-        return cover(frame, self.width, self.height)
-
-    def close(self) -> None:
-        self._capture.release()
+        return frame if ok else None
 
 
 class ImageSource(Source):
