@@ -12,14 +12,13 @@ from torchvision.models import segmentation
 
 from conftest import data_path
 from vbg.errors import ModelError
+from vbg.models import MODELS, model_info
 from vbg.segmenter import (
-    MODELS,
-    Segmenter,
     TemporalSmoother,
+    TorchvisionSegmenter,
     build_model,
     choose_device,
     load_segmenter,
-    model_info,
 )
 
 
@@ -51,7 +50,7 @@ def test_segmenter_preprocesses_like_torchvision(fcn_weights: Path) -> None:
     """The person channel equals the model's own softmax on the normalised RGB input."""
     frame = cv2.imread(str(data_path("images", "skimage_astronaut.png")))
     model = build_model("fcn_resnet50", fcn_weights)
-    segmenter = Segmenter(model, device=torch.device("cpu"), inference_size=64)
+    segmenter = TorchvisionSegmenter(model, device=torch.device("cpu"), inference_size=64)
     small = cv2.resize(frame, (64, 64), interpolation=cv2.INTER_AREA)
     rgb = torch.from_numpy(cv2.cvtColor(small, cv2.COLOR_BGR2RGB)).permute(2, 0, 1).float() / 255
     mean = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)

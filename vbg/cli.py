@@ -15,9 +15,10 @@ from types import FrameType
 from typing import Any, NoReturn
 
 from vbg.config import DEVICES, RunConfig, config_from_mapping, read_config_file
-from vbg.errors import VbgError
+from vbg.errors import ConfigError, ModelError, VbgError
+from vbg.models import FETCH_SOURCES
 
-SUBCOMMANDS = ("run", "process", "models")
+SUBCOMMANDS = ("run", "process", "models", "eval")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -71,7 +72,20 @@ def _build_parser() -> argparse.ArgumentParser:
     process.add_argument("--save-mask", type=Path, help="also write the person mask here")
     _add_model_flags(process)
 
-    commands.add_parser("models", help="list the models, their speed and cached weights")
+    evaluate = commands.add_parser("eval", help="score the masks on photos or a video with truth")
+    evaluate.add_argument("--data", type=Path, required=True, help="folder: images|frames, masks")
+    evaluate.add_argument("--subset", help="only rows of DATA/stats.csv where this column is 1")
+    evaluate.add_argument("--json", type=Path, help="also write the scores as JSON here")
+    evaluate.add_argument("--mask-smoothing", type=float, default=0.5, help="videos; 0.5")
+    _add_model_flags(evaluate)
+
+    models = commands.add_parser("models", help="list the models; 'fetch NAME' caches weights")
+    models.add_argument("action", nargs="?", default="list", help="list (default) or fetch")
+    models.add_argument("names", nargs="*", help="models to fetch")
+    models.add_argument(
+        "--from", dest="sources", action="append", choices=FETCH_SOURCES,
+        help="where to fetch MediaPipe files from (repeatable); all, in order, by default",
+    )  # fmt: skip
     return parser
 
 
@@ -90,17 +104,32 @@ def build_config(args: argparse.Namespace) -> RunConfig:
     return config_from_mapping(values, origin="command line")
 
 
-def _models() -> int:
-    from vbg.segmenter import MODELS
+def _models(args: argparse.Namespace) -> int:
+    from vbg.models import MODELS, fetch_model, is_cached
 
-    print(f"{'model':<30} {'input (short side)':>18} {'CPU ms/mask':>12} {'masks/s':>8}  weights")
+    if args.action == "fetch":
+        if not args.names:
+            raise ModelError(
+                "Name the models to fetch, for example: vbg models fetch mediapipe_selfie"
+            )
+        for name in args.names:
+            print(fetch_model(name, sources=args.sources or FETCH_SOURCES))
+        return 0
+    if args.action != "list":
+        raise ModelError(f"Unknown 'vbg models' action '{args.action}'; use list or fetch.")
+    print(f"{'model':<30} {'input':>18} {'CPU ms/mask':>12} {'masks/s':>8}  weights")
     for info in MODELS.values():
-        cached = "cached" if info.cache_path.is_file() else "not cached (downloaded on first use)"
+        if is_cached(info):
+            cached = "cached"
+        elif info.family == "mediapipe":
+            cached = f"not cached: vbg models fetch {info.name}"
+        else:
+            cached = "not cached (downloaded on first use)"
         print(
-            f"{info.name:<30} {info.inference_size:>15} px {info.cpu_ms:>12} "
+            f"{info.name:<30} {info.input_label:>18} {info.cpu_ms:>12.0f} "
             f"{1000 / info.cpu_ms:>8.1f}  {cached}"
         )
-    print("CPU figures: 2-core x86 CPU, 16:9 frames (python benchmarks/models.py).")
+    print("CPU figures: 2-core x86 CPU, 1280x720 frames (python benchmarks/models.py).")
     return 0
 
 
@@ -123,6 +152,25 @@ def _process(args: argparse.Namespace) -> int:
         save_mask=args.save_mask,
     )
     say(f"wrote {args.output} ({frames} frame{'s' if frames != 1 else ''})")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from vbg.evaluate import evaluate, format_summary, write_json
+    from vbg.segmenter import load_segmenter
+
+    if not 0.0 <= args.mask_smoothing < 1.0:
+        raise ConfigError("--mask-smoothing must be at least 0 and below 1.")
+    segmenter = load_segmenter(
+        args.model or "fcn_resnet50",
+        weights=Path(args.weights) if args.weights else None,
+        device=args.device or "auto",
+        inference_size=args.inference_size or 0,
+    )
+    result = evaluate(segmenter, args.data, subset=args.subset, mask_smoothing=args.mask_smoothing)
+    print(format_summary(result["summary"]))
+    if args.json:
+        write_json(result, args.json)
     return 0
 
 
@@ -155,9 +203,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # vbg says what failed
     try:
         if args.command == "models":
-            return _models()
+            return _models(args)
         if args.command == "process":
             return _process(args)
+        if args.command == "eval":
+            return _eval(args)
         return _run(args)
     except VbgError as exc:
         print(f"vbg: error: {exc}", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""Person segmentation with torchvision's VOC-label models (the Segmenter stage).
+"""The Segmenter stage: person masks from torchvision's VOC-label models or MediaPipe's.
 
 Pure stage: arrays in, arrays out, no threads and no I/O beyond loading weights once.
 The model sees the frame at reduced resolution (``inference_size`` is its short side), normalised
@@ -8,77 +8,27 @@ the mask is the softmax probability of the VOC "person" class.
 
 from __future__ import annotations
 
-import dataclasses
-import os
-import sys
-import urllib.error
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 import torch
-from torchvision.models import WeightsEnum, get_model_weights
-from torchvision.models import segmentation as tv_segmentation
 
 from vbg.errors import ModelError
+from vbg.models import (
+    download_state_dict,
+    mediapipe_file,
+    model_info,
+    read_state_dict,
+)
+from vbg.tflite_graph import TFLiteGraph
 
 Frame = np.ndarray  # H x W x 3 uint8, BGR
 Mask = np.ndarray  # H x W float32 in [0, 1], 1 = person
 
 _MEAN = (0.485, 0.456, 0.406)
 _STD = (0.229, 0.224, 0.225)
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelInfo:
-    """A model vbg can run, with the figures ``vbg models`` shows."""
-
-    name: str
-    inference_size: int  # default short side of the model input, chosen for live use
-    cpu_ms: int  # measured ms per mask at that size, 2-core x86 CPU (benchmarks/models.py)
-    builder: Callable[..., torch.nn.Module]
-
-    @property
-    def weights(self) -> WeightsEnum:
-        """The torchvision weights with the 21 VOC labels (person = index 15)."""
-        return get_model_weights(self.name).COCO_WITH_VOC_LABELS_V1  # type: ignore[attr-defined,no-any-return]
-
-    @property
-    def cache_path(self) -> Path:
-        """Where torchvision's weights API caches this model's weights file."""
-        return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(self.weights.url)
-
-    @property
-    def has_aux(self) -> bool:
-        """Whether the pretrained state dict has an auxiliary classifier."""
-        return not self.name.startswith("lraspp")
-
-
-MODELS: dict[str, ModelInfo] = {
-    info.name: info
-    for info in (
-        ModelInfo("fcn_resnet50", 144, 400, tv_segmentation.fcn_resnet50),
-        ModelInfo("fcn_resnet101", 144, 680, tv_segmentation.fcn_resnet101),
-        ModelInfo("deeplabv3_resnet50", 144, 420, tv_segmentation.deeplabv3_resnet50),
-        ModelInfo("deeplabv3_resnet101", 144, 620, tv_segmentation.deeplabv3_resnet101),
-        ModelInfo(
-            "deeplabv3_mobilenet_v3_large", 256, 175, tv_segmentation.deeplabv3_mobilenet_v3_large
-        ),
-        ModelInfo("lraspp_mobilenet_v3_large", 256, 87, tv_segmentation.lraspp_mobilenet_v3_large),
-    )
-}
-
-
-def model_info(name: str) -> ModelInfo:
-    """Look up a model by name; raises :class:`ModelError` naming the known ones."""
-    try:
-        return MODELS[name]
-    except KeyError:
-        raise ModelError(
-            f"Unknown model '{name}'. Choose one of: {', '.join(MODELS)} (see 'vbg models')."
-        ) from None
 
 
 def choose_device(requested: str) -> torch.device:
@@ -102,43 +52,6 @@ def choose_device(requested: str) -> torch.device:
     return torch.device(requested)
 
 
-def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise ModelError(
-            f"Weights file '{path}' does not exist. Check the path given to --weights."
-        )
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a bad file
-        raise ModelError(
-            f"Weights file '{path}' is not a PyTorch state dict that can be loaded safely "
-            f"({type(exc).__name__}). Pass a file saved with torch.save(model.state_dict(), PATH)."
-        ) from exc
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ModelError(
-            f"Weights file '{path}' does not hold a state dict of tensors. "
-            "Pass a file saved with torch.save(model.state_dict(), PATH)."
-        )
-    return state
-
-
-def _download_state_dict(info: ModelInfo) -> dict[str, torch.Tensor]:
-    weights = info.weights
-    if not info.cache_path.is_file():
-        print(
-            f"vbg: downloading {info.name} weights to {info.cache_path} (first run only)...",
-            file=sys.stderr,
-        )
-    try:
-        return weights.get_state_dict(progress=sys.stderr.isatty(), check_hash=True)  # type: ignore[no-any-return]
-    except (urllib.error.URLError, OSError, RuntimeError) as exc:
-        raise ModelError(
-            f"Could not download the {info.name} weights from {weights.url} ({exc}). "
-            "Connect to the internet once so they are cached, or pass --weights PATH "
-            "with a local state dict."
-        ) from exc
-
-
 def build_model(name: str, weights: Path | None = None) -> torch.nn.Module:
     """Build model ``name`` with its weights, in eval mode on the CPU.
 
@@ -146,10 +59,12 @@ def build_model(name: str, weights: Path | None = None) -> torch.nn.Module:
     torchvision weights API downloads and caches the COCO_WITH_VOC_LABELS_V1 weights.
     """
     info = model_info(name)
-    state = _read_state_dict(weights) if weights else _download_state_dict(info)
+    if info.builder is None:
+        raise ModelError(f"'{name}' is not a torchvision model.")
+    state = read_state_dict(weights) if weights else download_state_dict(info)
     aux = any(key.startswith("aux_classifier.") for key in state)
     kwargs: dict[str, Any] = {"weights": None, "weights_backbone": None, "num_classes": 21}
-    if info.has_aux:
+    if not name.startswith("lraspp"):  # the one family without an auxiliary head
         kwargs["aux_loss"] = aux
     model = info.builder(**kwargs)
     try:
@@ -166,7 +81,33 @@ def build_model(name: str, weights: Path | None = None) -> torch.nn.Module:
 
 
 class Segmenter:
-    """Turns a Frame into a person Mask with a torchvision VOC-label model.
+    """Turns a Frame into a person Mask. Subclasses say how the model sees the frame."""
+
+    name: str
+    device: torch.device
+    model: torch.nn.Module
+    inference_size: int  # the short side of the model input
+
+    def input_size(self, width: int, height: int) -> tuple[int, int]:
+        """(width, height) of the model input for a frame of that size."""
+        raise NotImplementedError
+
+    def predict(self, frame: Frame) -> Mask:
+        """Person probability at the model's input resolution.
+
+        frame: H x W x 3 uint8 BGR. Returns h x w float32 in [0, 1], (w, h) = :meth:`input_size`.
+        """
+        raise NotImplementedError
+
+    def segment(self, frame: Frame) -> Mask:
+        """Person probability at frame size: frame H x W x 3 uint8 BGR -> H x W float32."""
+        height, width = frame.shape[:2]
+        return upsample_mask(self.predict(frame), width, height)
+
+
+class TorchvisionSegmenter(Segmenter):
+    """A torchvision VOC-label model: the short side scaled to ``inference_size``, ImageNet
+    normalisation, softmax over the 21 classes, the "person" channel.
 
     ``model`` is passed in (built by :func:`build_model`), so tests can use any weights.
     """
@@ -189,17 +130,11 @@ class Segmenter:
         self._std = torch.tensor(_STD, device=device).view(1, 3, 1, 1) * 255.0
 
     def input_size(self, width: int, height: int) -> tuple[int, int]:
-        """(width, height) of the model input for a frame of that size: short side scaled."""
         scale = self.inference_size / min(width, height)
         return max(1, round(width * scale)), max(1, round(height * scale))
 
     @torch.inference_mode()
     def predict(self, frame: Frame) -> Mask:
-        """Person probability at the model's input resolution.
-
-        frame: H x W x 3 uint8 BGR. Returns h x w float32 in [0, 1], where (w, h) is
-        :meth:`input_size`.
-        """
         height, width = frame.shape[:2]
         small = cv2.resize(frame, self.input_size(width, height), interpolation=cv2.INTER_AREA)
         rgb = cv2.cvtColor(small, cv2.COLOR_BGR2RGB)
@@ -209,10 +144,50 @@ class Segmenter:
         person = logits.softmax(dim=1)[0, self.person_index]
         return person.float().cpu().numpy()
 
-    def segment(self, frame: Frame) -> Mask:
-        """Person probability at frame size: frame H x W x 3 uint8 BGR -> H x W float32."""
+
+class MediaPipeSegmenter(Segmenter):
+    """MediaPipe's selfie segmentation run in torch, preprocessed as MediaPipe does it.
+
+    The whole frame is stretched (no aspect kept) to the model's fixed input with bilinear
+    sampling that maps the frame's corners onto the input's corners (MediaPipe's
+    ImageToTensorCalculator), RGB in [0, 1]; the model's output already is a probability.
+    """
+
+    def __init__(
+        self, model: torch.nn.Module, *, device: torch.device, size: tuple[int, int], name: str = ""
+    ) -> None:
+        self.name = name
+        self.device = device
+        self.size = size
+        self.inference_size = min(size)
+        # channels-last suits the depthwise convolutions of this MobileNet-like graph.
+        self.model = model.to(device).to(memory_format=torch.channels_last).eval()  # type: ignore[call-overload]
+        self._warps: dict[tuple[int, int], np.ndarray] = {}
+
+    def input_size(self, width: int, height: int) -> tuple[int, int]:
+        return self.size
+
+    def _warp(self, width: int, height: int) -> np.ndarray:
+        if (width, height) not in self._warps:
+            w, h = self.size
+            corners = np.array([[0, 0], [width, 0], [0, height]], np.float32)
+            self._warps[(width, height)] = cv2.getAffineTransform(
+                corners, np.array([[0, 0], [w, 0], [0, h]], np.float32)
+            )
+        return self._warps[(width, height)]
+
+    @torch.inference_mode()
+    def predict(self, frame: Frame) -> Mask:
         height, width = frame.shape[:2]
-        return upsample_mask(self.predict(frame), width, height)
+        small = cv2.warpAffine(
+            frame, self._warp(width, height), self.size, flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_CONSTANT,
+        )  # fmt: skip
+        rgb = cv2.cvtColor(small, cv2.COLOR_BGR2RGB)
+        # H x W x 3 uint8 viewed as 1 x 3 x H x W: already channels-last in memory.
+        batch = torch.from_numpy(rgb).to(self.device).permute(2, 0, 1).unsqueeze(0).float() / 255.0
+        person = self.model(batch.contiguous(memory_format=torch.channels_last))[0, 0]
+        return person.float().clamp(0.0, 1.0).cpu().numpy()
 
 
 def upsample_mask(mask: Mask, width: int, height: int) -> Mask:
@@ -245,12 +220,24 @@ class TemporalSmoother:
 def load_segmenter(
     name: str, *, weights: Path | None, device: str, inference_size: int = 0
 ) -> Segmenter:
-    """Build the named model on the chosen device, ready to segment frames."""
+    """Build the named model on the chosen device, ready to segment frames.
+
+    ``weights``: a state dict (torchvision models) or a .tflite file (MediaPipe models) instead of
+    the cached weights. ``inference_size``: the short side of the input (torchvision models only;
+    MediaPipe models have a fixed input).
+    """
     info = model_info(name)
     torch_device = choose_device(device)
+    if info.family == "mediapipe":
+        if inference_size and inference_size != min(info.input_size):
+            raise ModelError(
+                f"{name} takes a fixed {info.input_label} input; leave out --inference-size."
+            )
+        graph = TFLiteGraph(mediapipe_file(info, weights))
+        return MediaPipeSegmenter(graph, device=torch_device, size=info.input_size, name=name)
     model = build_model(name, weights)
     person = info.weights.meta["categories"].index("person")
-    return Segmenter(
+    return TorchvisionSegmenter(
         model,
         device=torch_device,
         inference_size=inference_size or info.inference_size,

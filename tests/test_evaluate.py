@@ -1,0 +1,129 @@
+"""vbg eval: the measures on hand-made masks with known values, and the command on real data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from conftest import data_path
+from vbg.cli import main
+from vbg.errors import SourceError
+from vbg.evaluate import boundary, boundary_f, dtssd, evaluate, iou, load_samples, mae
+from vbg.segmenter import Segmenter
+
+
+def _square(rows: slice, cols: slice, shape: tuple[int, int] = (40, 40)) -> np.ndarray:
+    mask = np.zeros(shape, bool)
+    mask[rows, cols] = True
+    return mask
+
+
+def test_iou_of_hand_made_masks() -> None:
+    truth = _square(slice(10, 20), slice(10, 20))
+    assert iou(truth, truth) == 1.0
+    assert iou(_square(slice(10, 20), slice(12, 22)), truth) == pytest.approx(80 / 120)
+    assert iou(_square(slice(30, 35), slice(30, 35)), truth) == 0.0
+    assert iou(np.zeros_like(truth), np.zeros_like(truth)) == 1.0
+
+
+def test_boundary_f_of_hand_made_masks() -> None:
+    truth = _square(slice(10, 30), slice(10, 30))  # 20 x 20: a boundary ring of 76 pixels
+    half = _square(slice(10, 30), slice(10, 20))  # its left half: a ring of 56 pixels
+    assert boundary(truth).sum() == 76 and boundary(half).sum() == 56
+    # Within 1 pixel, 40 of the half's boundary pixels lie on the truth's and 40 of the truth's
+    # on the half's: F = 2 * 40 / (56 + 76).
+    assert boundary_f(half, truth, tolerance=1) == pytest.approx(80 / 132)
+    assert boundary_f(truth, truth, tolerance=1) == 1.0
+    shifted = _square(slice(10, 30), slice(11, 31))  # one pixel to the right: all within 1
+    assert boundary_f(shifted, truth, tolerance=1) == 1.0
+    far = _square(slice(10, 30), slice(15, 35))
+    assert boundary_f(far, truth, tolerance=1) < boundary_f(far, truth, tolerance=5) == 1.0
+    assert boundary_f(np.zeros_like(truth), truth) == 0.0
+
+
+def test_mae_and_dtssd_of_hand_made_masks() -> None:
+    truth = np.zeros((10, 10), bool)
+    truth[:5] = True
+    assert mae(np.full((10, 10), 0.25, np.float32), truth) == pytest.approx(0.5)
+    steady = np.zeros((10, 10), np.float32)
+    moved = truth.copy()
+    moved[:, :5] = False  # 25 of 100 pixels change in the truth, none in the prediction
+    assert dtssd(steady, steady, moved, truth) == pytest.approx(100 * np.sqrt(25 / 100))
+    assert dtssd(moved.astype(np.float32), truth.astype(np.float32), moved, truth) == 0.0
+
+
+class _TruthSegmenter(Segmenter):
+    """A real Segmenter that answers with the true mask it is given, at a lower resolution."""
+
+    name = "truth"
+    device = torch.device("cpu")
+    inference_size = 0
+
+    def __init__(self, masks: dict[int, np.ndarray]) -> None:
+        self.masks = masks
+
+    def input_size(self, width: int, height: int) -> tuple[int, int]:
+        return width // 2, height // 2
+
+    def predict(self, frame: np.ndarray) -> np.ndarray:
+        truth = self.masks[int(frame[0, 0, 0])].astype(np.float32)
+        return cv2.resize(truth, self.input_size(frame.shape[1], frame.shape[0]))
+
+
+def test_eval_on_a_small_real_subset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Real photos and masks; a segmenter that returns the truth scores (almost) perfectly."""
+    source = data_path("images_gt", "coco128_person")
+    folder = tmp_path / "subset"
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    masks = {}
+    for index, stem in enumerate(("000000000436", "000000000110", "000000000370")):
+        frame = cv2.imread(str(source / "images" / f"{stem}.jpg"))
+        frame[0, 0] = index  # tells the stand-in which photo it is looking at
+        cv2.imwrite(str(folder / "images" / f"{stem}.png"), frame)
+        truth = cv2.imread(str(source / "masks" / f"{stem}.png"), cv2.IMREAD_GRAYSCALE)
+        cv2.imwrite(str(folder / "masks" / f"{stem}.png"), truth)
+        masks[index] = truth > 127
+    (folder / "stats.csv").write_text("id,prominent\n000000000436,1\n000000000110,0\n")
+    result = evaluate(_TruthSegmenter(masks), folder)
+    summary = result["summary"]
+    assert summary["kind"] == "images" and summary["frames"] == 3
+    assert 0.95 < summary["iou_mean"] <= 1.0 and summary["boundary_f"] > 0.95
+    assert summary["mae"] < 0.02  # only the half-resolution round trip blurs the edge
+    assert evaluate(_TruthSegmenter(masks), folder, subset="prominent")["summary"]["frames"] == 1
+
+
+def test_eval_command_on_a_real_video(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], fcn_weights: Path
+) -> None:
+    folder = data_path("video_gt", "parkour")
+    kind, samples = load_samples(folder)
+    assert kind == "video" and len(samples) == 100 and samples[0].stem == "00000"
+    out = tmp_path / "scores.json"
+    code = main(["eval", "--model", "fcn_resnet50", "--weights", str(fcn_weights),
+                 "--data", str(folder), "--inference-size", "32", "--json", str(out)])  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "100 video frames" in printed and "dtSSD" in printed
+    scores = json.loads(out.read_text())
+    assert len(scores["frames"]) == 100 and "dtssd" not in scores["frames"][0]
+    assert all(0.0 <= row["iou"] <= 1.0 for row in scores["frames"])
+    assert scores["summary"]["dtssd"] >= 0.0 and scores["summary"]["mask_smoothing"] == 0.5
+
+
+def test_eval_bad_data_folders(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SourceError, match="does not exist"):
+        load_samples(tmp_path / "missing")
+    (tmp_path / "images").mkdir()
+    with pytest.raises(SourceError, match="needs images/ and masks/"):
+        load_samples(tmp_path)
+    (tmp_path / "masks").mkdir()
+    with pytest.raises(SourceError, match="no frame with a mask"):
+        load_samples(tmp_path)
+    with pytest.raises(SourceError, match="stats.csv"):
+        load_samples(tmp_path, subset="prominent")

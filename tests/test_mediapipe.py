@@ -1,0 +1,163 @@
+"""MediaPipe's selfie segmentation run in torch: fetching, the .tflite importer, and parity with
+MediaPipe's own runtime (reference masks in tests/fixtures/mediapipe, made by
+benchmarks/make_parity_fixtures.py)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from conftest import DATA
+from vbg.errors import ModelError
+from vbg.models import MODELS, fetch_model, is_cached
+from vbg.segmenter import load_segmenter
+from vbg.tflite_graph import TFLiteGraph
+
+FIXTURES = Path(__file__).parent / "fixtures" / "mediapipe"
+MEDIAPIPE = ("mediapipe_selfie", "mediapipe_selfie_landscape")
+PHOTOS = {
+    "skimage_astronaut": "images/skimage_astronaut.png",
+    "volcomix_doctor-5871743_640": "images/volcomix_doctor-5871743_640.jpg",
+    "volcomix_woman-5883428_1280": "images/volcomix_woman-5883428_1280.jpg",
+    "000000000110": "images_gt/coco128_person/images/000000000110.jpg",
+    "000000000436": "images_gt/coco128_person/images/000000000436.jpg",
+}
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Both MediaPipe models, fetched with the real command into a fresh cache folder."""
+    cache = tmp_path_factory.mktemp("vbg-cache")
+    env = {**os.environ, "VBG_CACHE_DIR": str(cache)}
+    result = subprocess.run(
+        [sys.executable, "-m", "vbg", "models", "fetch", *MEDIAPIPE],
+        capture_output=True, text=True, timeout=900, env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    previous = os.environ.get("VBG_CACHE_DIR")
+    os.environ["VBG_CACHE_DIR"] = str(cache)
+    yield cache
+    if previous is None:
+        del os.environ["VBG_CACHE_DIR"]
+    else:
+        os.environ["VBG_CACHE_DIR"] = previous
+
+
+def test_fetch_puts_checked_files_in_the_cache(model_cache: Path) -> None:
+    for name in MEDIAPIPE:
+        info = MODELS[name]
+        assert info.cache_path == model_cache / info.file
+        assert is_cached(info)  # present, and its SHA-256 is the expected one
+        assert fetch_model(name) == info.cache_path  # a second fetch finds it
+
+
+def test_importer_builds_the_graph_of_the_real_files(model_cache: Path) -> None:
+    for name, shape in (
+        ("mediapipe_selfie", (256, 256)),
+        ("mediapipe_selfie_landscape", (144, 256)),
+    ):
+        graph = TFLiteGraph(MODELS[name].cache_path)
+        assert graph.input_shapes == [(1, *shape, 3)] and graph.output_shapes == [(1, *shape, 1)]
+        with torch.inference_mode():
+            out = graph(torch.rand(1, 3, *shape))
+        assert out.shape == (1, 1, *shape)
+        assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0  # a probability
+
+
+@pytest.mark.parametrize("name", MEDIAPIPE)
+def test_masks_match_mediapipes_own_runtime(model_cache: Path, name: str) -> None:
+    if not DATA.exists():
+        pytest.skip(f"test data {DATA} is absent")
+    segmenter = load_segmenter(name, weights=None, device="cpu")
+    for stem, photo in PHOTOS.items():
+        frame = cv2.imread(str(DATA / photo))
+        reference = cv2.imread(str(FIXTURES / name / f"{stem}.png"), cv2.IMREAD_UNCHANGED)
+        reference = reference.astype(np.float32) / 65535.0
+        mask = segmenter.segment(frame)
+        assert mask.shape == frame.shape[:2] == reference.shape
+        mad = float(np.abs(mask - reference).mean())
+        ours, theirs = mask > 0.5, reference > 0.5
+        iou = (ours & theirs).sum() / max(1, (ours | theirs).sum())
+        assert theirs.mean() > 0.05, stem  # the photo really has a person to match
+        assert mad <= 0.01, (stem, mad)
+        assert iou >= 0.99, (stem, iou)
+
+
+def test_a_mediapipe_model_runs_the_live_pipeline(model_cache: Path, tmp_path: Path) -> None:
+    from vbg.app import run
+    from vbg.config import RunConfig
+
+    clip = DATA / "videos" / "volcomix_thoughtful-35590.mp4"
+    if not clip.exists():
+        pytest.skip(f"test data {clip} is absent")
+    config = RunConfig(
+        source=str(clip), model="mediapipe_selfie_landscape", device="cpu", preview=False,
+        virtual_cam=False, record=tmp_path / "out.mp4", max_frames=30, stats=tmp_path / "s.json",
+    )  # fmt: skip
+    stats = run(config).to_dict()
+    assert stats["frames_out"] == 30 and stats["masks"] >= 10
+    assert stats["model"] == "mediapipe_selfie_landscape"
+
+
+def _fake_mediapipe(root: Path, name: str, data: bytes) -> None:
+    folder = root / "mediapipe" / "modules" / "selfie_segmentation"
+    folder.mkdir(parents=True)
+    (root / "mediapipe" / "__init__.py").write_text("")
+    (folder / MODELS[name].file).write_bytes(data)
+
+
+def test_fetch_refuses_a_file_with_the_wrong_checksum(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VBG_CACHE_DIR", str(tmp_path / "cache"))
+    _fake_mediapipe(tmp_path / "site", "mediapipe_selfie", b"TFL3 but not the real model")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    with pytest.raises(ModelError, match="installed: .*checksum mismatch.*not saved"):
+        fetch_model("mediapipe_selfie", sources=("installed",))
+    assert not MODELS["mediapipe_selfie"].cache_path.exists()
+
+
+def test_fetch_takes_the_file_from_an_installed_mediapipe(
+    model_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = (model_cache / MODELS["mediapipe_selfie"].file).read_bytes()
+    monkeypatch.setenv("VBG_CACHE_DIR", str(tmp_path / "cache"))
+    _fake_mediapipe(tmp_path / "site", "mediapipe_selfie", real)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    path = fetch_model("mediapipe_selfie", sources=("installed",))
+    assert path == tmp_path / "cache" / "selfie_segmentation.tflite" and path.read_bytes() == real
+
+
+def test_uncached_model_names_the_fetch_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VBG_CACHE_DIR", str(tmp_path))
+    with pytest.raises(ModelError, match="Run: vbg models fetch mediapipe_selfie_landscape"):
+        load_segmenter("mediapipe_selfie_landscape", weights=None, device="cpu")
+    with pytest.raises(ModelError, match="fixed 256x144 input"):
+        load_segmenter("mediapipe_selfie_landscape", weights=None, device="cpu", inference_size=64)
+
+
+def test_a_file_that_is_not_tflite_is_a_clear_error(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.tflite"
+    junk.write_bytes(b"\x00" * 64)
+    with pytest.raises(ModelError, match="not a TensorFlow Lite model"):
+        TFLiteGraph(junk)
+    with pytest.raises(ModelError, match="cannot be read"):
+        TFLiteGraph(tmp_path / "missing.tflite")
+
+
+def test_copying_the_cache_elsewhere_keeps_it_usable(model_cache: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "model.tflite"
+    shutil.copy(model_cache / MODELS["mediapipe_selfie"].file, copy)
+    segmenter = load_segmenter("mediapipe_selfie", weights=copy, device="cpu")
+    assert segmenter.predict(np.zeros((90, 160, 3), np.uint8)).shape == (256, 256)

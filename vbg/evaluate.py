@@ -1,0 +1,217 @@
+"""``vbg eval``: how good the masks are, on photos or a video with true person masks.
+
+A data folder holds ``images/`` and ``masks/`` (photos) or ``frames/`` and ``masks/`` (a video, in
+file-name order), with matching file stems; masks are 0 (background) / 255 (person).
+Scores, each from the full vbg mask path (preprocessing, model, temporal smoothing for videos,
+upsampling to the frame):
+
+- **IoU** of the mask thresholded at 0.5 with the truth, per frame (mean and median);
+- **boundary F** (the DAVIS contour measure): precision and recall of the mask's boundary pixels
+  against the true boundary, matched within ``0.008 x`` the image diagonal, as DAVIS does;
+- **MAE**: mean absolute error of the soft mask against the 0/1 truth;
+- **dtSSD** (videos): temporal consistency as Robust Video Matting defines it,
+  ``100 * sqrt(mean(((p_t - p_t-1) - (g_t - g_t-1))^2))`` averaged over frames; lower is steadier.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from vbg.backgrounds import IMAGE_SUFFIXES
+from vbg.errors import SourceError
+from vbg.segmenter import Segmenter, TemporalSmoother, upsample_mask
+
+Mask = np.ndarray  # H x W float32 in [0, 1]
+BOUNDARY_FRACTION = 0.008  # DAVIS: boundary tolerance as a fraction of the image diagonal
+_CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+
+
+# -- the measures ----------------------------------------------------------------------------
+
+
+def iou(prediction: np.ndarray, truth: np.ndarray) -> float:
+    """Intersection over union of two boolean masks; 1.0 when both are empty."""
+    union = np.logical_or(prediction, truth).sum()
+    return float(np.logical_and(prediction, truth).sum() / union) if union else 1.0
+
+
+def boundary(mask: np.ndarray) -> np.ndarray:
+    """The mask's pixels that have a 4-neighbour outside it (the image edge does not count)."""
+    mask8 = mask.astype(np.uint8)
+    eroded = cv2.erode(mask8, _CROSS, borderType=cv2.BORDER_REPLICATE)
+    return (mask8 > 0) & (eroded == 0)
+
+
+def boundary_f(prediction: np.ndarray, truth: np.ndarray, tolerance: int | None = None) -> float:
+    """DAVIS's boundary F-measure of two boolean masks.
+
+    ``tolerance``: how far (pixels) a boundary pixel may be from the other boundary and still
+    match; by default ``ceil(0.008 * diagonal)``.
+    """
+    if tolerance is None:
+        tolerance = int(np.ceil(BOUNDARY_FRACTION * np.hypot(*truth.shape[:2])))
+    ours, theirs = boundary(prediction), boundary(truth)
+    n_ours, n_theirs = int(ours.sum()), int(theirs.sum())
+    if n_ours == 0 or n_theirs == 0:
+        return 1.0 if n_ours == n_theirs else 0.0
+    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * tolerance + 1, 2 * tolerance + 1))
+    near_ours = cv2.dilate(ours.astype(np.uint8), disk) > 0
+    near_theirs = cv2.dilate(theirs.astype(np.uint8), disk) > 0
+    precision = (ours & near_theirs).sum() / n_ours
+    recall = (theirs & near_ours).sum() / n_theirs
+    return float(2 * precision * recall / (precision + recall)) if precision + recall else 0.0
+
+
+def mae(soft: Mask, truth: np.ndarray) -> float:
+    """Mean absolute error of a soft mask (float in [0, 1]) against a boolean truth."""
+    return float(np.abs(soft - truth.astype(np.float32)).mean())
+
+
+def dtssd(soft: Mask, previous: Mask, truth: np.ndarray, previous_truth: np.ndarray) -> float:
+    """Robust Video Matting's dtSSD between two consecutive frames (x 100)."""
+    change = (soft - previous) - (truth.astype(np.float32) - previous_truth.astype(np.float32))
+    return float(np.sqrt(np.mean(change**2)) * 100.0)
+
+
+# -- the data --------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Sample:
+    stem: str
+    frame: Path
+    mask: Path
+
+
+def _images_in(folder: Path) -> dict[str, Path]:
+    return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+
+
+def load_samples(folder: Path, subset: str | None = None) -> tuple[str, list[Sample]]:
+    """("images" or "video", the samples in order) from a data folder.
+
+    ``subset`` names a column of ``folder/stats.csv`` (with an ``id`` column of stems); only the
+    rows where it is 1 are kept, as for coco128_person's ``prominent`` photos.
+    """
+    if not folder.is_dir():
+        raise SourceError(f"Data folder '{folder}' does not exist.")
+    kind = "video" if (folder / "frames").is_dir() else "images"
+    frames_dir, masks_dir = folder / ("frames" if kind == "video" else "images"), folder / "masks"
+    if not frames_dir.is_dir() or not masks_dir.is_dir():
+        raise SourceError(
+            f"Data folder '{folder}' needs images/ and masks/ (photos) or frames/ and masks/ "
+            "(a video) with matching file names."
+        )
+    frames, masks = _images_in(frames_dir), _images_in(masks_dir)
+    stems = [stem for stem in frames if stem in masks]
+    if subset:
+        chosen = _subset(folder, subset)
+        stems = [stem for stem in stems if stem in chosen]
+    if not stems:
+        raise SourceError(f"Data folder '{folder}' has no frame with a mask of the same name.")
+    return kind, [Sample(stem, frames[stem], masks[stem]) for stem in stems]
+
+
+def _subset(folder: Path, column: str) -> set[str]:
+    table = folder / "stats.csv"
+    if not table.is_file():
+        raise SourceError(f"--subset needs '{table}' with an 'id' column and a '{column}' column.")
+    with table.open(newline="") as file:
+        rows = list(csv.DictReader(file))
+    if not rows or column not in rows[0]:
+        raise SourceError(f"'{table}' has no column '{column}'.")
+    return {row["id"] for row in rows if row[column].strip() not in ("", "0", "false", "False")}
+
+
+def _read(path: Path, flags: int) -> np.ndarray:
+    image = cv2.imread(str(path), flags)
+    if image is None:
+        raise SourceError(f"'{path}' cannot be decoded as an image.")
+    return image
+
+
+# -- the evaluation --------------------------------------------------------------------------
+
+
+def evaluate(
+    segmenter: Segmenter,
+    folder: Path,
+    *,
+    subset: str | None = None,
+    mask_smoothing: float = 0.5,
+) -> dict[str, Any]:
+    """Score ``segmenter`` on a data folder; returns the summary and per-frame scores.
+
+    Video frames go through the live path in order, with temporal smoothing (``mask_smoothing``);
+    photos are independent, without it.
+    """
+    kind, samples = load_samples(folder, subset)
+    smoother = TemporalSmoother(mask_smoothing if kind == "video" else 0.0)
+    rows: list[dict[str, Any]] = []
+    previous: tuple[Mask, np.ndarray] | None = None
+    seconds = 0.0
+    for sample in samples:
+        frame = _read(sample.frame, cv2.IMREAD_COLOR)
+        truth = _read(sample.mask, cv2.IMREAD_GRAYSCALE) > 127
+        started = time.perf_counter()
+        small = smoother.update(segmenter.predict(frame))
+        soft = upsample_mask(small, frame.shape[1], frame.shape[0])
+        seconds += time.perf_counter() - started
+        if truth.shape != soft.shape:
+            raise SourceError(f"'{sample.mask}' is not the size of its frame.")
+        hard = soft > 0.5
+        row: dict[str, Any] = {
+            "id": sample.stem,
+            "iou": iou(hard, truth),
+            "boundary_f": boundary_f(hard, truth),
+            "mae": mae(soft, truth),
+        }
+        if kind == "video" and previous is not None:
+            row["dtssd"] = dtssd(soft, previous[0], truth, previous[1])
+        previous = (soft, truth)
+        rows.append(row)
+    ious = [row["iou"] for row in rows]
+    summary: dict[str, Any] = {
+        "model": segmenter.name,
+        "data": str(folder) + (f" ({subset})" if subset else ""),
+        "kind": kind,
+        "frames": len(rows),
+        "iou_mean": statistics.fmean(ious),
+        "iou_median": statistics.median(ious),
+        "boundary_f": statistics.fmean(row["boundary_f"] for row in rows),
+        "mae": statistics.fmean(row["mae"] for row in rows),
+        "ms_per_frame": 1000.0 * seconds / len(rows),
+    }
+    if kind == "video":
+        steps = [row["dtssd"] for row in rows if "dtssd" in row]
+        summary["dtssd"] = statistics.fmean(steps) if steps else 0.0
+        summary["mask_smoothing"] = mask_smoothing
+    return {"summary": summary, "frames": rows}
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """The summary as the lines ``vbg eval`` prints."""
+    lines = [
+        f"{summary['model']} on {summary['data']}: {summary['frames']} "
+        + ("video frames" if summary["kind"] == "video" else "photos"),
+        f"  IoU@0.5     mean {summary['iou_mean']:.4f}  median {summary['iou_median']:.4f}",
+        f"  boundary F  {summary['boundary_f']:.4f}",
+        f"  MAE         {summary['mae']:.4f}",
+    ]
+    if "dtssd" in summary:
+        lines.append(f"  dtSSD       {summary['dtssd']:.3f}")
+    lines.append(f"  {summary['ms_per_frame']:.1f} ms per frame")
+    return "\n".join(lines)
+
+
+def write_json(result: dict[str, Any], path: Path) -> None:
+    path.write_text(json.dumps(result, indent=2) + "\n")

@@ -1,0 +1,298 @@
+"""The models vbg can run, where their weights live, and ``vbg models fetch``.
+
+Two families:
+
+- **torchvision**: the VOC-label segmentation models (``fcn_resnet50`` and kin). Their weights come
+  from torchvision's weights API, which downloads and caches them on first use
+  (``~/.cache/torch/hub/checkpoints``), or from a local state dict (``--weights``).
+- **mediapipe**: Google's selfie segmentation models (Apache-2.0), read from their .tflite files
+  and run in torch (:mod:`vbg.tflite_graph`). ``vbg models fetch NAME`` puts the file in vbg's cache
+  (``~/.cache/vbg/models``, or ``$VBG_CACHE_DIR``): from an installed mediapipe, else from
+  MediaPipe's public model storage, else from the mediapipe 0.10.14 wheel on PyPI (downloaded with
+  pip, not installed). The file's SHA-256 is checked before it is saved.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import importlib.util
+import os
+import subprocess
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from torchvision.models import WeightsEnum, get_model_weights
+from torchvision.models import segmentation as tv_segmentation
+
+from vbg.errors import ModelError
+
+MEDIAPIPE_VERSION = "0.10.14"
+MEDIAPIPE_STORAGE = "https://storage.googleapis.com/mediapipe-assets/"
+MEDIAPIPE_MEMBER = "mediapipe/modules/selfie_segmentation/"
+FETCH_SOURCES = ("installed", "storage", "wheel")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelInfo:
+    """A model vbg can run, with the figures ``vbg models`` shows.
+
+    ``cpu_ms`` is the measured median milliseconds per mask on a 2-core x86 CPU at the default
+    input (``python benchmarks/models.py``).
+    """
+
+    name: str
+    family: str  # "torchvision" or "mediapipe"
+    cpu_ms: float
+    inference_size: int = 0  # torchvision: default short side of the model input
+    builder: Callable[..., torch.nn.Module] | None = None  # torchvision: the model's constructor
+    input_size: tuple[int, int] = (0, 0)  # mediapipe: the fixed (width, height) of the input
+    file: str = ""  # mediapipe: the .tflite file name
+    sha256: str = ""  # mediapipe: the file's checksum
+
+    @property
+    def weights(self) -> WeightsEnum:
+        """torchvision only: the weights with the 21 VOC labels (person = index 15)."""
+        return get_model_weights(self.name).COCO_WITH_VOC_LABELS_V1  # type: ignore[attr-defined,no-any-return]
+
+    @property
+    def cache_path(self) -> Path:
+        """Where this model's weights file is cached."""
+        if self.family == "mediapipe":
+            return cache_dir() / self.file
+        return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(self.weights.url)
+
+    @property
+    def input_label(self) -> str:
+        """The model input as ``vbg models`` shows it."""
+        if self.family == "mediapipe":
+            return f"{self.input_size[0]}x{self.input_size[1]}"
+        return f"{self.inference_size} px short side"
+
+
+def _torchvision(name: str, size: int, cpu_ms: float) -> ModelInfo:
+    builder = getattr(tv_segmentation, name)
+    return ModelInfo(name, "torchvision", cpu_ms, inference_size=size, builder=builder)
+
+
+MODELS: dict[str, ModelInfo] = {
+    info.name: info
+    for info in (
+        _torchvision("fcn_resnet50", 144, 400),
+        _torchvision("fcn_resnet101", 144, 678),
+        _torchvision("deeplabv3_resnet50", 144, 421),
+        _torchvision("deeplabv3_resnet101", 144, 622),
+        _torchvision("deeplabv3_mobilenet_v3_large", 256, 173),
+        _torchvision("lraspp_mobilenet_v3_large", 256, 87),
+        ModelInfo(
+            "mediapipe_selfie",
+            "mediapipe",
+            9.0,
+            input_size=(256, 256),
+            file="selfie_segmentation.tflite",
+            sha256="9ee168ec7c8f2a16c56fe8e1cfbc514974cbbb7e434051b455635f1bd1462f5c",
+        ),
+        ModelInfo(
+            "mediapipe_selfie_landscape",
+            "mediapipe",
+            5.0,
+            input_size=(256, 144),
+            file="selfie_segmentation_landscape.tflite",
+            sha256="a77d03f4659b9f6b6c1f5106947bf40e99d7655094b6527f214ea7d451106edd",
+        ),
+    )
+}
+
+
+def model_info(name: str) -> ModelInfo:
+    """Look up a model by name; raises :class:`ModelError` naming the known ones."""
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise ModelError(
+            f"Unknown model '{name}'. Choose one of: {', '.join(MODELS)} (see 'vbg models')."
+        ) from None
+
+
+def cache_dir() -> Path:
+    """vbg's model cache: ``$VBG_CACHE_DIR``, else ``$XDG_CACHE_HOME/vbg/models``."""
+    if os.environ.get("VBG_CACHE_DIR"):
+        return Path(os.environ["VBG_CACHE_DIR"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "vbg" / "models"
+
+
+def _say(message: str) -> None:
+    print(f"vbg: {message}", file=sys.stderr, flush=True)
+
+
+# -- torchvision weights -------------------------------------------------------------------
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict from a local file, loaded with ``weights_only=True``."""
+    if not path.is_file():
+        raise ModelError(
+            f"Weights file '{path}' does not exist. Check the path given to --weights."
+        )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a bad file
+        raise ModelError(
+            f"Weights file '{path}' is not a PyTorch state dict that can be loaded safely "
+            f"({type(exc).__name__}). Pass a file saved with torch.save(model.state_dict(), PATH)."
+        ) from exc
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelError(
+            f"Weights file '{path}' does not hold a state dict of tensors. "
+            "Pass a file saved with torch.save(model.state_dict(), PATH)."
+        )
+    return state
+
+
+def download_state_dict(info: ModelInfo) -> dict[str, torch.Tensor]:
+    """The pretrained weights through torchvision's weights API (cached after the first time)."""
+    weights = info.weights
+    if not info.cache_path.is_file():
+        _say(f"downloading {info.name} weights to {info.cache_path} (first run only)...")
+    try:
+        return weights.get_state_dict(progress=sys.stderr.isatty(), check_hash=True)  # type: ignore[no-any-return]
+    except (urllib.error.URLError, OSError, RuntimeError) as exc:
+        raise ModelError(
+            f"Could not download the {info.name} weights from {weights.url} ({exc}). "
+            "Connect to the internet once so they are cached, or pass --weights PATH "
+            "with a local state dict."
+        ) from exc
+
+
+# -- MediaPipe files -----------------------------------------------------------------------
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _from_installed(info: ModelInfo) -> bytes:
+    spec = importlib.util.find_spec("mediapipe")
+    if spec is None or not spec.submodule_search_locations:
+        raise LookupError("mediapipe is not installed")
+    for folder in spec.submodule_search_locations:
+        path = Path(folder) / "modules" / "selfie_segmentation" / info.file
+        if path.is_file():
+            return path.read_bytes()
+    raise LookupError(f"the installed mediapipe has no {info.file}")
+
+
+def _from_storage(info: ModelInfo) -> bytes:
+    url = MEDIAPIPE_STORAGE + info.file
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return response.read()  # type: ignore[no-any-return]
+    except (urllib.error.URLError, OSError) as exc:
+        raise LookupError(f"{url}: {getattr(exc, 'reason', exc)}") from exc
+
+
+def _from_wheel(info: ModelInfo) -> bytes:
+    """Download the mediapipe wheel with pip (no install) and read the file out of it."""
+    with tempfile.TemporaryDirectory(prefix="vbg-mediapipe-") as folder:
+        command = [
+            sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+            "--platform", "manylinux_2_17_x86_64", "--python-version", "3.11",
+            "--implementation", "cp", "--abi", "cp311",
+            f"mediapipe=={MEDIAPIPE_VERSION}", "-d", folder,
+        ]  # fmt: skip
+        _say(f"downloading the mediapipe {MEDIAPIPE_VERSION} wheel with pip (about 35 MB)...")
+        result = subprocess.run(command, capture_output=True, text=True, timeout=900)
+        wheels = list(Path(folder).glob("mediapipe-*.whl"))
+        if result.returncode != 0 or not wheels:
+            last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+            raise LookupError(f"pip download mediapipe=={MEDIAPIPE_VERSION} failed: {last}")
+        with zipfile.ZipFile(wheels[0]) as wheel:
+            try:
+                data = wheel.read(MEDIAPIPE_MEMBER + info.file)
+            except KeyError:
+                raise LookupError(f"the wheel has no {MEDIAPIPE_MEMBER + info.file}") from None
+            # The wheel holds both selfie models: cache the other one too while it is here.
+            for other in MODELS.values():
+                if other.family == "mediapipe" and other is not info:
+                    with contextlib.suppress(KeyError, ModelError):
+                        _save_checked(other, wheel.read(MEDIAPIPE_MEMBER + other.file))
+        return data
+
+
+_SOURCES: dict[str, Callable[[ModelInfo], bytes]] = {
+    "installed": _from_installed,
+    "storage": _from_storage,
+    "wheel": _from_wheel,
+}
+
+
+def _save_checked(info: ModelInfo, data: bytes) -> Path:
+    digest = _sha256(data)
+    if digest != info.sha256:
+        raise ModelError(
+            f"{info.file}: checksum mismatch (SHA-256 {digest[:16]}..., expected "
+            f"{info.sha256[:16]}...); the file was not saved."
+        )
+    path = info.cache_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_bytes(data)
+    os.replace(partial, path)
+    return path
+
+
+def is_cached(info: ModelInfo) -> bool:
+    """Whether the model's weights are in the cache (and, for MediaPipe files, intact)."""
+    path = info.cache_path
+    if not path.is_file():
+        return False
+    return info.family != "mediapipe" or _sha256(path.read_bytes()) == info.sha256
+
+
+def fetch_model(name: str, sources: Sequence[str] = FETCH_SOURCES) -> Path:
+    """Put the weights of model ``name`` in the cache and return their path.
+
+    MediaPipe files are taken from the first of ``sources`` that has them with the right
+    checksum. Raises :class:`ModelError` saying what each source answered.
+    """
+    info = model_info(name)
+    if info.family == "torchvision":
+        download_state_dict(info)
+        return info.cache_path
+    if is_cached(info):
+        return info.cache_path
+    problems = []
+    for source in sources:
+        if source not in _SOURCES:
+            raise ModelError(f"Unknown source '{source}'; use {', '.join(FETCH_SOURCES)}.")
+        try:
+            data = _SOURCES[source](info)
+            path = _save_checked(info, data)
+        except (LookupError, ModelError, OSError, subprocess.SubprocessError) as exc:
+            problems.append(f"{source}: {exc}")
+            continue
+        _say(f"{name}: saved {path} (from {source})")
+        return path
+    raise ModelError(f"Could not fetch {name}. " + "; ".join(problems))
+
+
+def mediapipe_file(info: ModelInfo, weights: Path | None) -> Path:
+    """The .tflite file to run: ``weights`` if given, else the cached one."""
+    if weights is not None:
+        if not weights.is_file():
+            raise ModelError(f"Model file '{weights}' does not exist. Check --weights.")
+        return weights
+    if not is_cached(info):
+        raise ModelError(
+            f"{info.name} is not in the model cache ({info.cache_path}). "
+            f"Run: vbg models fetch {info.name}"
+        )
+    return info.cache_path

@@ -1,0 +1,330 @@
+"""Run a TensorFlow Lite model in torch: read the .tflite flatbuffer, build the same graph.
+
+The importer covers the operators of MediaPipe's selfie segmentation models: CONV_2D,
+DEPTHWISE_CONV_2D, ADD, MUL, RELU, RELU6, HARD_SWISH, LOGISTIC, AVERAGE_POOL_2D, MEAN,
+RESIZE_BILINEAR, DEQUANTIZE (of fp16 constants, folded at load time) and MediaPipe's custom
+``Convolution2DTransposeBias``. Anything else raises :class:`ModelError` naming the operator.
+
+TFLite tensors are NHWC; the torch graph runs NCHW (what torch's kernels are fastest with), so
+weights are permuted once at load time and axis arguments are mapped. Padding follows TFLite:
+SAME pads ``max((ceil(in / stride) - 1) * stride + (k - 1) * dilation + 1 - in, 0)`` in total,
+the smaller half before; VALID pads nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vbg.errors import ModelError
+
+try:
+    import tflite
+except ImportError:  # pragma: no cover - a dependency; the message says what to do
+    tflite = None
+
+_SAME, _VALID = 0, 1  # tflite.Padding
+_ACTIVATIONS: dict[int, Callable[..., torch.Tensor] | None] = {
+    0: None,  # NONE
+    1: F.relu,
+    3: F.relu6,
+}
+_NP_TYPES = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64, 9: np.int8}
+_NHWC_TO_NCHW_AXIS = {0: 0, 1: 2, 2: 3, 3: 1, -1: 1, -2: 3, -3: 2, -4: 0}
+
+Step = Callable[[list[torch.Tensor | None]], None]
+
+
+def _same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int]:
+    total = max((math.ceil(size / stride) - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
+def _pad_same(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int], dilation=(1, 1)):  # type: ignore[no-untyped-def]
+    top, bottom = _same_padding(x.shape[2], kernel[0], stride[0], dilation[0])
+    left, right = _same_padding(x.shape[3], kernel[1], stride[1], dilation[1])
+    if top or bottom or left or right:
+        x = F.pad(x, (left, right, top, bottom))
+    return x
+
+
+class TFLiteGraph(nn.Module):
+    """A TFLite model as a torch module: NCHW float input(s) -> NCHW float output(s).
+
+    ``input_shapes`` / ``output_shapes`` give the file's NHWC shapes.
+    """
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        if tflite is None:
+            raise ModelError(
+                "Reading .tflite models needs the 'tflite' package: pip install tflite"
+            )
+        try:
+            data = path.read_bytes()
+            model = tflite.Model.GetRootAsModel(data, 0)
+            graph = model.Subgraphs(0)
+            graph.OperatorsLength()
+        except OSError as exc:
+            raise ModelError(f"Model file '{path}' cannot be read: {exc.strerror}.") from exc
+        except Exception as exc:  # a file that is not a flatbuffer fails in many ways
+            raise ModelError(f"Model file '{path}' is not a TensorFlow Lite model.") from exc
+        self.path = path
+        self._model = model
+        self._graph = graph
+        self._opcodes = [
+            self._opcode_name(model.OperatorCodes(i)) for i in range(model.OperatorCodesLength())
+        ]
+        self._constants: dict[int, np.ndarray] = {}
+        self._steps: list[Step] = []
+        self._params = nn.ParameterList()
+        self.inputs = [int(i) for i in graph.InputsAsNumpy()]
+        self.outputs = [int(i) for i in graph.OutputsAsNumpy()]
+        self.input_shapes = [
+            tuple(int(d) for d in graph.Tensors(i).ShapeAsNumpy()) for i in self.inputs
+        ]
+        self.output_shapes = [
+            tuple(int(d) for d in graph.Tensors(i).ShapeAsNumpy()) for i in self.outputs
+        ]
+        self._n_tensors = graph.TensorsLength()
+        for index in range(graph.OperatorsLength()):
+            self._add_operator(graph.Operators(index))
+        del self._model, self._graph  # the flatbuffer is not needed once the steps exist
+
+    # -- reading the file -------------------------------------------------------------------
+
+    @staticmethod
+    def _opcode_name(code: tflite.OperatorCode) -> str:
+        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+        names = {v: k for k, v in vars(tflite.BuiltinOperator).items() if not k.startswith("_")}
+        name = names.get(builtin, str(builtin))
+        if name == "CUSTOM":
+            return code.CustomCode().decode()
+        return name
+
+    def _constant(self, index: int) -> np.ndarray | None:
+        """The value of a constant tensor (from its buffer, or folded), else None."""
+        if index in self._constants:
+            return self._constants[index]
+        tensor = self._graph.Tensors(index)
+        buffer = self._model.Buffers(tensor.Buffer())
+        if buffer is None or buffer.DataLength() == 0:
+            return None
+        dtype = _NP_TYPES.get(tensor.Type())
+        if dtype is None:
+            raise ModelError(f"'{self.path}': tensor type {tensor.Type()} is not supported.")
+        shape = tuple(int(d) for d in tensor.ShapeAsNumpy()) if tensor.ShapeLength() else ()
+        value = np.frombuffer(buffer.DataAsNumpy().tobytes(), dtype=dtype).reshape(shape)
+        self._constants[index] = value
+        return value
+
+    def _param(self, value: np.ndarray) -> torch.Tensor:
+        param = nn.Parameter(
+            torch.from_numpy(np.ascontiguousarray(value, np.float32)), requires_grad=False
+        )
+        self._params.append(param)
+        return param
+
+    def _options(self, op: tflite.Operator, kind: type) -> object:
+        options = kind()
+        table = op.BuiltinOptions()
+        options.Init(table.Bytes, table.Pos)
+        return options
+
+    # -- building the steps -----------------------------------------------------------------
+
+    def _add_operator(self, op: tflite.Operator) -> None:
+        name = self._opcodes[op.OpcodeIndex()]
+        ins = [int(i) for i in op.InputsAsNumpy()]
+        out = int(op.OutputsAsNumpy()[0])
+        build = getattr(self, f"_op_{name.lower()}", None)
+        if build is None:
+            raise ModelError(f"'{self.path}': the TFLite operator {name} is not supported by vbg.")
+        build(op, ins, out)
+
+    def _emit(self, out: int, fn: Callable[..., torch.Tensor], *ins: int) -> None:
+        def step(values: list[torch.Tensor | None]) -> None:
+            values[out] = fn(*(values[i] for i in ins))
+
+        self._steps.append(step)
+
+    def _op_dequantize(self, op: tflite.Operator, ins: list[int], out: int) -> None:
+        value = self._constant(ins[0])
+        if value is None:
+            raise ModelError(f"'{self.path}': DEQUANTIZE of a computed tensor is not supported.")
+        self._constants[out] = value.astype(np.float32)
+
+    def _activation(self, code: int) -> Callable[..., torch.Tensor] | None:
+        if code not in _ACTIVATIONS:
+            raise ModelError(f"'{self.path}': fused activation {code} is not supported.")
+        return _ACTIVATIONS[code]
+
+    def _op_conv_2d(
+        self, op: tflite.Operator, ins: list[int], out: int, depthwise: bool = False
+    ) -> None:
+        kind = tflite.DepthwiseConv2DOptions if depthwise else tflite.Conv2DOptions
+        options = self._options(op, kind)
+        kernel = self._constant(ins[1])
+        if kernel is None:
+            raise ModelError(f"'{self.path}': convolution weights must be constants.")
+        if depthwise:  # [1, kh, kw, C * multiplier] -> [C * multiplier, 1, kh, kw]
+            weight = self._param(kernel.transpose(3, 0, 1, 2))
+            channels = self._graph.Tensors(ins[0]).ShapeAsNumpy()[3]
+            groups = int(channels)
+        else:  # [O, kh, kw, I] -> [O, I, kh, kw]
+            weight = self._param(kernel.transpose(0, 3, 1, 2))
+            groups = 1
+        bias_value = self._constant(ins[2]) if len(ins) > 2 and ins[2] >= 0 else None
+        bias = self._param(bias_value) if bias_value is not None else None
+        stride = (options.StrideH(), options.StrideW())  # type: ignore[attr-defined]
+        dilation = (options.DilationHFactor(), options.DilationWFactor())  # type: ignore[attr-defined]
+        same = options.Padding() == _SAME  # type: ignore[attr-defined]
+        activation = self._activation(options.FusedActivationFunction())  # type: ignore[attr-defined]
+        size = (kernel.shape[1], kernel.shape[2])
+        pointwise = size == (1, 1) and groups == 1 and stride == (1, 1)
+        matrix = weight.reshape(weight.shape[0], -1) if pointwise else weight
+
+        def conv(x: torch.Tensor) -> torch.Tensor:
+            padding: tuple[int, int] = (0, 0)
+            if same:
+                rows = _same_padding(x.shape[2], size[0], stride[0], dilation[0])
+                cols = _same_padding(x.shape[3], size[1], stride[1], dilation[1])
+                if rows[0] == rows[1] and cols[0] == cols[1]:
+                    padding = (rows[0], cols[0])  # symmetric: the convolution pads, no copy
+                else:
+                    x = F.pad(x, (cols[0], cols[1], rows[0], rows[1]))
+            if pointwise and x.shape[2] == 1 and x.shape[3] == 1:
+                # A 1x1 convolution of a 1x1 map (squeeze-and-excitation): a matrix product.
+                y = F.linear(x.flatten(1), matrix, bias)[:, :, None, None]
+            else:
+                y = F.conv2d(x, weight, bias, stride, padding, dilation, groups)
+            return activation(y, inplace=True) if activation else y  # y is ours to change
+
+        self._emit(out, conv, ins[0])
+
+    def _op_depthwise_conv_2d(self, op: tflite.Operator, ins: list[int], out: int) -> None:
+        self._op_conv_2d(op, ins, out, depthwise=True)
+
+    def _operand(self, index: int) -> Callable[[list[torch.Tensor | None]], torch.Tensor]:
+        value = self._constant(index)
+        if value is None:
+            return lambda values: values[index]  # type: ignore[return-value]
+        if value.ndim == 4:
+            value = value.transpose(0, 3, 1, 2)
+        elif value.ndim == 1 and value.size > 1:
+            value = value.reshape(1, -1, 1, 1)
+        param = self._param(value)
+        return lambda values: param
+
+    def _binary(self, op: tflite.Operator, ins: list[int], out: int, fn, kind: type) -> None:  # type: ignore[no-untyped-def]
+        activation = self._activation(self._options(op, kind).FusedActivationFunction())  # type: ignore[attr-defined]
+        left, right = self._operand(ins[0]), self._operand(ins[1])
+
+        def step(values: list[torch.Tensor | None]) -> None:
+            y = fn(left(values), right(values))
+            values[out] = activation(y) if activation else y
+
+        self._steps.append(step)
+
+    def _op_add(self, op: tflite.Operator, ins: list[int], out: int) -> None:
+        self._binary(op, ins, out, torch.add, tflite.AddOptions)
+
+    def _op_mul(self, op: tflite.Operator, ins: list[int], out: int) -> None:
+        self._binary(op, ins, out, torch.mul, tflite.MulOptions)
+
+    def _op_relu(self, op: tflite.Operator, ins: list[int], out: int) -> None:
+        self._emit(out, F.relu, ins[0])
+
+    def _op_relu6(self, op: tflite.Operator, ins: list[int], out: int) -> None:
+        self._emit(out, F.relu6, ins[0])
+
+    def _op_hard_swish(self, op: tflite.Operator, ins: list[int], out: int) -> None:
+        self._emit(out, F.hardswish, ins[0])
+
+    def _op_logistic(self, op: tflite.Operator, ins: list[int], out: int) -> None:
+        self._emit(out, torch.sigmoid, ins[0])
+
+    def _op_mean(self, op: tflite.Operator, ins: list[int], out: int) -> None:
+        axes_value = self._constant(ins[1])
+        if axes_value is None:
+            raise ModelError(f"'{self.path}': MEAN axes must be constants.")
+        dims = sorted(_NHWC_TO_NCHW_AXIS[int(a)] for a in axes_value.reshape(-1))
+        keep = bool(self._options(op, tflite.ReducerOptions).KeepDims())  # type: ignore[attr-defined]
+        self._emit(out, lambda x: x.mean(dim=dims, keepdim=keep), ins[0])
+
+    def _op_average_pool_2d(self, op: tflite.Operator, ins: list[int], out: int) -> None:
+        options = self._options(op, tflite.Pool2DOptions)
+        size = (options.FilterHeight(), options.FilterWidth())  # type: ignore[attr-defined]
+        stride = (options.StrideH(), options.StrideW())  # type: ignore[attr-defined]
+        same = options.Padding() == _SAME  # type: ignore[attr-defined]
+        activation = self._activation(options.FusedActivationFunction())  # type: ignore[attr-defined]
+
+        def pool(x: torch.Tensor) -> torch.Tensor:
+            if not same and (x.shape[2], x.shape[3]) == size:
+                y = x.mean(dim=(2, 3), keepdim=True)  # the usual global pool, fast path
+            elif not same:
+                y = F.avg_pool2d(x, size, stride)
+            else:  # TFLite averages over the pixels inside the image only
+                padded = _pad_same(x, size, stride)
+                ones = _pad_same(torch.ones_like(x[:, :1]), size, stride)
+                y = F.avg_pool2d(padded, size, stride) / F.avg_pool2d(ones, size, stride)
+            return activation(y) if activation else y
+
+        self._emit(out, pool, ins[0])
+
+    def _op_resize_bilinear(self, op: tflite.Operator, ins: list[int], out: int) -> None:
+        options = self._options(op, tflite.ResizeBilinearOptions)
+        size_value = self._constant(ins[1])
+        if size_value is None:
+            raise ModelError(f"'{self.path}': RESIZE_BILINEAR sizes must be constants.")
+        size = (int(size_value[0]), int(size_value[1]))
+        align = bool(options.AlignCorners())  # type: ignore[attr-defined]
+        if not align and not options.HalfPixelCenters():  # type: ignore[attr-defined]
+            raise ModelError(
+                f"'{self.path}': RESIZE_BILINEAR without half-pixel centres is not supported."
+            )
+        self._emit(
+            out, lambda x: F.interpolate(x, size=size, mode="bilinear", align_corners=align), ins[0]
+        )
+
+    def _op_convolution2dtransposebias(self, op: tflite.Operator, ins: list[int], out: int) -> None:
+        # MediaPipe's custom op; its options are TfLiteTransposeConvParams:
+        # {padding, stride_width, stride_height}, three int32.
+        padding, stride_w, stride_h = struct.unpack("<3i", bytes(op.CustomOptionsAsNumpy()[:12]))
+        kernel, bias_value = self._constant(ins[1]), self._constant(ins[2])
+        if kernel is None or bias_value is None:
+            raise ModelError(f"'{self.path}': transposed convolution weights must be constants.")
+        weight = self._param(kernel.transpose(3, 0, 1, 2))  # [O, kh, kw, I] -> [I, O, kh, kw]
+        bias = self._param(bias_value)
+        kh, kw = kernel.shape[1], kernel.shape[2]
+
+        def deconv(x: torch.Tensor) -> torch.Tensor:
+            y = F.conv_transpose2d(x, weight, bias, (stride_h, stride_w))
+            if padding == _SAME:  # the output is input * stride; crop what SAME padding would add
+                height, width = x.shape[2] * stride_h, x.shape[3] * stride_w
+                top = max(kh - stride_h, 0) // 2
+                left = max(kw - stride_w, 0) // 2
+                y = y[:, :, top : top + height, left : left + width]
+            return y
+
+        self._emit(out, deconv, ins[0])
+
+    # -- running ----------------------------------------------------------------------------
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        values: list[torch.Tensor | None] = [None] * self._n_tensors
+        for index, value in zip(self.inputs, inputs, strict=True):
+            values[index] = value
+        for step in self._steps:
+            step(values)
+        outputs = tuple(values[i] for i in self.outputs)
+        if any(o is None for o in outputs):
+            raise ModelError(f"'{self.path}': the graph did not compute all of its outputs.")
+        return outputs[0] if len(outputs) == 1 else outputs  # type: ignore[return-value]
