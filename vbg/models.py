@@ -94,7 +94,7 @@ MODELS: dict[str, ModelInfo] = {
         ModelInfo(
             "mediapipe_selfie",
             "mediapipe",
-            9.0,
+            13.6,
             input_size=(256, 256),
             file="selfie_segmentation.tflite",
             sha256="9ee168ec7c8f2a16c56fe8e1cfbc514974cbbb7e434051b455635f1bd1462f5c",
@@ -102,7 +102,7 @@ MODELS: dict[str, ModelInfo] = {
         ModelInfo(
             "mediapipe_selfie_landscape",
             "mediapipe",
-            5.0,
+            10.0,
             input_size=(256, 144),
             file="selfie_segmentation_landscape.tflite",
             sha256="a77d03f4659b9f6b6c1f5106947bf40e99d7655094b6527f214ea7d451106edd",

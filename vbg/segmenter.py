@@ -8,6 +8,7 @@ the mask is the softmax probability of the VOC "person" class.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -145,6 +146,22 @@ class TorchvisionSegmenter(Segmenter):
         return person.float().cpu().numpy()
 
 
+def _freeze(model: torch.nn.Module, example: torch.Tensor) -> torch.nn.Module:
+    """The model traced and frozen for its one input size (about twice as fast on a CPU: the
+    per-operator Python work goes and convolutions fuse with their bias and activation).
+    Falls back to the model as it is where tracing is not available."""
+    example = example.contiguous(memory_format=torch.channels_last)
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # torch.jit's deprecation and tracer notices
+            traced = torch.jit.trace(model, example, check_trace=False)
+            frozen: torch.nn.Module = torch.jit.freeze(traced.eval())
+            frozen(example)
+    except Exception:  # noqa: BLE001 - any failure: eager mode is correct, only slower
+        return model
+    return frozen
+
+
 class MediaPipeSegmenter(Segmenter):
     """MediaPipe's selfie segmentation run in torch, preprocessed as MediaPipe does it.
 
@@ -161,7 +178,8 @@ class MediaPipeSegmenter(Segmenter):
         self.size = size
         self.inference_size = min(size)
         # channels-last suits the depthwise convolutions of this MobileNet-like graph.
-        self.model = model.to(device).to(memory_format=torch.channels_last).eval()  # type: ignore[call-overload]
+        model = model.to(device).to(memory_format=torch.channels_last).eval()  # type: ignore[call-overload]
+        self.model = _freeze(model, torch.zeros(1, 3, size[1], size[0], device=device))
         self._warps: dict[tuple[int, int], np.ndarray] = {}
 
     def input_size(self, width: int, height: int) -> tuple[int, int]:
