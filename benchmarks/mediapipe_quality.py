@@ -1,6 +1,6 @@
 """Mask quality of vbg's MediaPipe models vs MediaPipe's own runtime on the same data.
 
-Both sides segment every photo (or video frame) on its own, without temporal smoothing, and are
+Both sides segment every photo (or video frame) on its own, without vbg's mask filters, and are
 scored with the same measures as ``vbg eval`` (vbg/evaluate.py). MediaPipe lives in a virtual
 environment of its own (see benchmarks/mediapipe_speed.py):
 
@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from vbg.evaluate import boundary_f, evaluate, iou, load_samples, mae
+from vbg.refine import MaskOptions
 from vbg.segmenter import load_segmenter
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -29,6 +30,8 @@ SETS = (
     ("video_gt/parkour", None),
 )
 MODELS = {0: "mediapipe_selfie", 1: "mediapipe_selfie_landscape"}
+# MediaPipe's own path: no temporal filters, plain bilinear upsampling of the mask.
+AS_MEDIAPIPE = MaskOptions(smoothing=0.0, hysteresis=0.0, propagate=False, refine=False)
 
 MEDIAPIPE_SIDE = r"""
 import sys
@@ -73,7 +76,7 @@ def main() -> None:
         segmenter = load_segmenter(name, weights=None, device="cpu")
         for relative, subset in SETS:
             folder = DATA / relative
-            ours = evaluate(segmenter, folder, subset=subset, mask_smoothing=0.0)["summary"]
+            ours = evaluate(segmenter, folder, subset=subset, options=AS_MEDIAPIPE)["summary"]
             theirs = mediapipe_scores(args.mediapipe_python, selection, folder, subset)
             label = relative.split("/")[-1] + (f" ({subset})" if subset else "")
             diff = ours["iou_mean"] - theirs["iou_mean"]

@@ -75,7 +75,7 @@ def test_blur_background_is_the_blurred_room() -> None:
     frame, mask = _photo_and_mask()
     out = Compositor(open_background("blur:15")).composite(frame, mask, 0.0)
     inside, outside, _ = _regions(mask)
-    blurred = BlurBackground(15).render(frame, 0.0)
+    blurred = BlurBackground(15).render(frame, 0.0, mask)
     assert blurred is not None
     assert np.array_equal(out[outside], blurred[outside])
     assert np.abs(out[inside].astype(int) - frame[inside]).max() <= 1
@@ -84,6 +84,44 @@ def test_blur_background_is_the_blurred_room() -> None:
     for bad in ("blur:0", "blur:abc", "blur:500"):
         with pytest.raises(BackgroundError, match="blur strength"):
             open_background(bad)
+
+
+def _halo(blurred: np.ndarray, reference: np.ndarray, truth: np.ndarray) -> float:
+    """Mean colour difference in a band up to 15 pixels outside the person."""
+    near = cv2.dilate(truth.astype(np.uint8), np.ones((31, 31), np.uint8)) > 0
+    band = near & ~truth
+    return float(np.abs(blurred[band].astype(int) - reference[band]).sum(axis=1).mean())
+
+
+def test_mask_weighted_blur_does_not_bleed_the_person_into_the_room() -> None:
+    frame, mask = _photo_and_mask()
+    truth = mask > 0.5
+    # What the blurred room should look like next to the person: a blur of the room alone.
+    room = (~truth).astype(np.float32)
+    spread = cv2.GaussianBlur(frame.astype(np.float32) * room[..., None], (0, 0), 21)
+    reference = spread / np.maximum(cv2.GaussianBlur(room, (0, 0), 21), 1e-6)[..., None]
+    plain = BlurBackground(weighted=False).render(frame, 0.0, mask)
+    weighted = BlurBackground().render(frame, 0.0, mask)
+    assert plain is not None and weighted is not None
+    assert _halo(weighted, reference, truth) < 0.6 * _halo(plain, reference, truth)
+    # Far from the person both are the same blur.
+    far = cv2.dilate(truth.astype(np.uint8), np.ones((151, 151), np.uint8)) == 0
+    assert far.sum() > 1000
+    assert np.abs(weighted[far].astype(int) - plain[far]).mean() < 2.0
+
+
+def test_light_wrap_touches_only_the_edge_inside_the_person() -> None:
+    frame, mask = _photo_and_mask()
+    background = ColorBackground((255, 255, 255))
+    plain = Compositor(background).composite(frame, mask, 0.0)
+    wrapped = Compositor(background, light_wrap=0.8).composite(frame, mask, 0.0)
+    changed = np.abs(wrapped.astype(int) - plain).sum(axis=2) > 3
+    inside, outside, _ = _regions(mask)
+    deep = cv2.erode(inside.astype(np.uint8), np.ones((61, 61), np.uint8)) > 0
+    rim = inside & ~(cv2.erode(inside.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0)
+    assert changed[rim].mean() > 0.5  # the person's rim takes on the white background light
+    assert not changed[deep].any() and not changed[outside].any()
+    assert (wrapped[rim].astype(int) >= plain[rim].astype(int) - 1).all()  # only lighter
 
 
 def test_pass_through_mirror_and_no_mask_yet() -> None:

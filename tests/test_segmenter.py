@@ -14,7 +14,6 @@ from conftest import data_path
 from vbg.errors import ModelError
 from vbg.models import MODELS, model_info
 from vbg.segmenter import (
-    TemporalSmoother,
     TorchvisionSegmenter,
     build_model,
     choose_device,
@@ -108,14 +107,3 @@ def test_asking_for_a_missing_gpu_is_an_error() -> None:
     assert choose_device("auto").type in ("cpu", "mps")
     with pytest.raises(ModelError, match="no CUDA GPU"):
         choose_device("cuda")
-
-
-def test_smoother_keeps_a_still_mask_still_and_follows_a_change() -> None:
-    smoother = TemporalSmoother(0.5)
-    still = np.full((4, 4), 0.8, np.float32)
-    for _ in range(5):
-        np.testing.assert_allclose(smoother.update(still), still, atol=1e-6)
-    moved = np.zeros((4, 4), np.float32)
-    assert smoother.update(moved)[0, 0] == pytest.approx(0.4)
-    assert smoother.update(moved)[0, 0] == pytest.approx(0.2)
-    assert TemporalSmoother(0.0).update(moved)[0, 0] == 0.0

@@ -137,7 +137,7 @@ class Controls:
         if action in ("next", "previous"):
             self._step(1 if action == "next" else -1)
         elif action == "blur":
-            self.compositor.set_background(BlurBackground())
+            self.compositor.set_background(BlurBackground(weighted=self.config.blur_weighted))
         elif action == "color":
             self._color_index = (self._color_index + 1) % len(COLORS)
             self.compositor.set_background(ColorBackground(parse_color(COLORS[self._color_index])))
@@ -205,7 +205,7 @@ def run(config: RunConfig, *, camera_factory: Callable[..., Any] | None = None) 
                 realtime=True,
             )
         )
-        background = open_background(config.background)
+        background = open_background(config.background, blur_weighted=config.blur_weighted)
         stack.callback(background.close)
         segmenter = load_segmenter(
             config.model,
@@ -254,13 +254,13 @@ def run(config: RunConfig, *, camera_factory: Callable[..., Any] | None = None) 
         if vcam is not None:
             say(f"virtual camera on {vcam.device}: pick it in Zoom, Meet or Teams")
 
-        compositor = Compositor(background, mirror=config.mirror)
+        compositor = Compositor(background, mirror=config.mirror, light_wrap=config.light_wrap)
         pipeline = Pipeline(
             source,
             segmenter,
             compositor,
             sinks,
-            mask_smoothing=config.mask_smoothing,
+            mask_options=config.mask_options,
             display=window is not None,
             max_frames=config.max_frames,
             stats=stats,

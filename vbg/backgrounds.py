@@ -17,6 +17,7 @@ import numpy as np
 from vbg.errors import BackgroundError
 
 Frame = np.ndarray  # H x W x 3 uint8, BGR
+Mask = np.ndarray  # H x W float32 in [0, 1], 1 = person
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
@@ -58,8 +59,11 @@ class Background:
 
     name = "background"
 
-    def render(self, frame: Frame, t: float) -> Frame | None:
-        """Background for ``frame`` (H x W x 3 uint8 BGR) shown at time ``t`` seconds."""
+    def render(self, frame: Frame, t: float, mask: Mask | None = None) -> Frame | None:
+        """Background for ``frame`` (H x W x 3 uint8 BGR) shown at time ``t`` seconds.
+
+        ``mask`` (H x W float32, 1 = person) is the mask the frame is composited with; only
+        backgrounds made from the frame itself (blur) use it."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -71,7 +75,7 @@ class PassThrough(Background):
 
     name = "none"
 
-    def render(self, frame: Frame, t: float) -> Frame | None:
+    def render(self, frame: Frame, t: float, mask: Mask | None = None) -> Frame | None:
         return None
 
 
@@ -84,7 +88,7 @@ class ColorBackground(Background):
         self.name = f"color:#{r:02X}{g:02X}{b:02X}"
         self._cache = np.zeros((0, 0, 3), np.uint8)
 
-    def render(self, frame: Frame, t: float) -> Frame | None:
+    def render(self, frame: Frame, t: float, mask: Mask | None = None) -> Frame | None:
         if self._cache.shape != frame.shape:
             self._cache = np.empty_like(frame)
             self._cache[:] = self.color
@@ -92,21 +96,35 @@ class ColorBackground(Background):
 
 
 class BlurBackground(Background):
-    """The camera frame itself, blurred. ``strength`` is the Gaussian sigma in output pixels."""
+    """The camera frame itself, blurred. ``strength`` is the Gaussian sigma in output pixels.
 
-    def __init__(self, strength: float = DEFAULT_BLUR) -> None:
+    ``weighted`` (with a mask): a mask-weighted blur, ``blur(frame * (1 - m)) / blur(1 - m)``, so
+    the person's colours do not bleed into the blurred room as a glow around them; where the
+    person covers the whole neighbourhood it falls back to the plain blur.
+    """
+
+    def __init__(self, strength: float = DEFAULT_BLUR, *, weighted: bool = True) -> None:
         self.strength = strength
+        self.weighted = weighted
         self.name = "blur" if strength == DEFAULT_BLUR else f"blur:{strength:g}"
 
-    def render(self, frame: Frame, t: float) -> Frame | None:
+    def render(self, frame: Frame, t: float, mask: Mask | None = None) -> Frame | None:
         height, width = frame.shape[:2]
         # Blur at reduced size: the same look for a fraction of the cost.
         factor = max(1, int(self.strength / 4))
-        small = cv2.resize(
-            frame, (max(1, width // factor), max(1, height // factor)), interpolation=cv2.INTER_AREA
-        )
-        small = cv2.GaussianBlur(small, (0, 0), sigmaX=self.strength / factor)
-        return cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
+        size = (max(1, width // factor), max(1, height // factor))
+        sigma = self.strength / factor
+        small = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+        blurred = cv2.GaussianBlur(small, (0, 0), sigmaX=sigma)
+        if self.weighted and mask is not None:
+            room = 1.0 - cv2.resize(mask, size, interpolation=cv2.INTER_AREA)
+            weight = cv2.GaussianBlur(room, (0, 0), sigmaX=sigma)
+            spread = cv2.GaussianBlur(small.astype(np.float32) * room[..., None], (0, 0), sigma)
+            trusted = weight > 0.02
+            spread = spread / np.maximum(weight, 1e-6)[..., None]
+            blurred = np.where(trusted[..., None], spread, blurred)
+            blurred = np.clip(blurred + 0.5, 0, 255).astype(np.uint8)
+        return cv2.resize(blurred, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
 class ImageBackground(Background):
@@ -118,7 +136,7 @@ class ImageBackground(Background):
         self._image = read_image(path)
         self._cache: Frame | None = None
 
-    def render(self, frame: Frame, t: float) -> Frame | None:
+    def render(self, frame: Frame, t: float, mask: Mask | None = None) -> Frame | None:
         height, width = frame.shape[:2]
         if self._cache is None or self._cache.shape[:2] != (height, width):
             self._cache = cover(self._image, width, height)
@@ -156,8 +174,8 @@ class FolderBackground(Background):
         self.name = self._current.name
         return notice
 
-    def render(self, frame: Frame, t: float) -> Frame | None:
-        return self._current.render(frame, t)
+    def render(self, frame: Frame, t: float, mask: Mask | None = None) -> Frame | None:
+        return self._current.render(frame, t, mask)
 
 
 class VideoBackground(Background):
@@ -199,7 +217,7 @@ class VideoBackground(Background):
             self._raw = raw
             self._cache = None
 
-    def render(self, frame: Frame, t: float) -> Frame | None:
+    def render(self, frame: Frame, t: float, mask: Mask | None = None) -> Frame | None:
         height, width = frame.shape[:2]
         self._advance_to(t)
         if self._cache is None or self._cache.shape[:2] != (height, width):
@@ -221,7 +239,7 @@ def parse_color(spec: str) -> tuple[int, int, int]:
     return value & 0xFF, (value >> 8) & 0xFF, value >> 16
 
 
-def open_background(spec: str) -> Background:
+def open_background(spec: str, *, blur_weighted: bool = True) -> Background:
     """Turn a ``--background`` spec into a Background; raises :class:`BackgroundError`."""
     text = spec.strip()
     lower = text.lower()
@@ -229,14 +247,14 @@ def open_background(spec: str) -> Background:
         return PassThrough()
     if lower == "blur" or lower.startswith("blur:"):
         if lower == "blur":
-            return BlurBackground()
+            return BlurBackground(weighted=blur_weighted)
         try:
             strength = float(lower.split(":", 1)[1])
         except ValueError:
             strength = -1.0
         if not 1 <= strength <= 200:
             raise BackgroundError(f"'{spec}': blur strength must be a number from 1 to 200.")
-        return BlurBackground(strength)
+        return BlurBackground(strength, weighted=blur_weighted)
     if lower.startswith(("color:", "colour:")):
         return ColorBackground(parse_color(text.split(":", 1)[1]))
     path = Path(text).expanduser()

@@ -19,6 +19,7 @@ from vbg.errors import ConfigError, ModelError, VbgError
 from vbg.models import FETCH_SOURCES
 
 SUBCOMMANDS = ("run", "process", "models", "eval")
+_EVAL_MASK_KEYS = ("mask_smoothing", "hysteresis", "propagate", "refine", "feather")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -38,6 +39,20 @@ def _add_model_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_mask_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--mask-smoothing", type=float, help="temporal smoothing 0-<1; 0.8")
+    parser.add_argument("--hysteresis", type=float, help="hold near-threshold values; 0.05")
+    parser.add_argument(
+        "--propagate", action=argparse.BooleanOptionalAction,
+        help="move the mask along the optical flow between model results; on",
+    )  # fmt: skip
+    parser.add_argument(
+        "--refine", action=argparse.BooleanOptionalAction,
+        help="guided upsampling so edges follow the frame; on",
+    )  # fmt: skip
+    parser.add_argument("--feather", type=float, help="soften the edge by this many pixels; 0")
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="vbg", description="Live webcam virtual background.")
     commands = parser.add_subparsers(dest="command", parser_class=_Parser)
@@ -51,7 +66,12 @@ def _build_parser() -> argparse.ArgumentParser:
         help="image, folder of images, video, blur, blur:STRENGTH, color:#RRGGBB or none; blur",
     )
     _add_model_flags(run)
-    run.add_argument("--mask-smoothing", type=float, help="0 (off) to below 1; 0.5")
+    _add_mask_flags(run)
+    run.add_argument(
+        "--blur-weighted", action=argparse.BooleanOptionalAction,
+        help="blur backgrounds without the person's colours (no halo); on",
+    )  # fmt: skip
+    run.add_argument("--light-wrap", type=float, help="background light on the edge, 0-1; 0")
     run.add_argument("--width", type=int, help="frame width to ask the camera for / output")
     run.add_argument("--height", type=int, help="frame height to ask the camera for / output")
     run.add_argument("--fps", type=float, help="frame rate to ask the camera for / output")
@@ -76,8 +96,16 @@ def _build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", type=Path, required=True, help="folder: images|frames, masks")
     evaluate.add_argument("--subset", help="only rows of DATA/stats.csv where this column is 1")
     evaluate.add_argument("--json", type=Path, help="also write the scores as JSON here")
-    evaluate.add_argument("--mask-smoothing", type=float, default=0.5, help="videos; 0.5")
+    evaluate.add_argument(
+        "--replay-fps", type=float, default=0.0,
+        help="replay a video as a live camera at this rate and score what a viewer sees",
+    )  # fmt: skip
+    evaluate.add_argument(
+        "--latency-ms", type=float, default=0.0,
+        help="with --replay-fps: the model's time per mask (0: as measured)",
+    )  # fmt: skip
     _add_model_flags(evaluate)
+    _add_mask_flags(evaluate)
 
     models = commands.add_parser("models", help="list the models; 'fetch NAME' caches weights")
     models.add_argument("action", nargs="?", default="list", help="list (default) or fetch")
@@ -159,15 +187,25 @@ def _eval(args: argparse.Namespace) -> int:
     from vbg.evaluate import evaluate, format_summary, write_json
     from vbg.segmenter import load_segmenter
 
-    if not 0.0 <= args.mask_smoothing < 1.0:
-        raise ConfigError("--mask-smoothing must be at least 0 and below 1.")
+    # The mask filters take the same keys, checks and defaults as 'vbg run'.
+    flags = {key: getattr(args, key) for key in _EVAL_MASK_KEYS if getattr(args, key) is not None}
+    options = config_from_mapping(flags, origin="command line").mask_options
+    if args.replay_fps < 0 or args.latency_ms < 0:
+        raise ConfigError("--replay-fps and --latency-ms must be 0 or more.")
     segmenter = load_segmenter(
         args.model or "fcn_resnet50",
         weights=Path(args.weights) if args.weights else None,
         device=args.device or "auto",
         inference_size=args.inference_size or 0,
     )
-    result = evaluate(segmenter, args.data, subset=args.subset, mask_smoothing=args.mask_smoothing)
+    result = evaluate(
+        segmenter,
+        args.data,
+        subset=args.subset,
+        options=options,
+        replay_fps=args.replay_fps,
+        latency_ms=args.latency_ms,
+    )
     print(format_summary(result["summary"]))
     if args.json:
         write_json(result, args.json)

@@ -1,8 +1,7 @@
 """The Compositor stage: blend a Frame onto a Background with a Mask.
 
 Pure stage (no threads, no I/O). The blend runs in OpenCV's ``blendLinear`` on uint8 images with
-float32 weights, so no full-size float image is allocated per frame; the inverse weights are
-computed once per new mask, not once per frame.
+float32 weights, so no full-size float image is allocated per frame.
 """
 
 from __future__ import annotations
@@ -12,10 +11,11 @@ import threading
 import cv2
 import numpy as np
 
-from vbg.backgrounds import Background, PassThrough
+from vbg.backgrounds import Background, BlurBackground, PassThrough
 
 Frame = np.ndarray  # H x W x 3 uint8, BGR
 Mask = np.ndarray  # H x W float32 in [0, 1], 1 = person
+WRAP_SIGMA = 8.0  # how far (pixels) background light wraps around the person
 
 
 def composite(frame: Frame, mask: Mask, background: Frame, inverse: Mask | None = None) -> Frame:
@@ -30,19 +30,24 @@ def composite(frame: Frame, mask: Mask, background: Frame, inverse: Mask | None 
 
 
 class Compositor:
-    """Holds the current Background and the mirror setting; composites frames with masks.
+    """Holds the current Background and the output settings; composites frames with masks.
 
     The background can be switched from another thread (the preview's keys) while frames are
-    composited; the switch takes effect on the next frame.
+    composited; the switch takes effect on the next frame. ``light_wrap`` (0-1) lets the
+    background's light spill a little onto the person's edge, for image, video and colour
+    backgrounds.
     """
 
-    def __init__(self, background: Background, *, mirror: bool = False) -> None:
+    def __init__(
+        self, background: Background, *, mirror: bool = False, light_wrap: float = 0.0
+    ) -> None:
         self._lock = threading.Lock()
         self._background = background
         self.mirror = mirror
-        self._mask_id = -1
-        self._mask: Mask | None = None
-        self._inverse: Mask | None = None
+        self.light_wrap = light_wrap
+        self._inverse: Mask = np.zeros((0, 0), np.float32)
+        self._wrap_source: Frame | None = None
+        self._wrap_blurred: Frame | None = None
 
     @property
     def background(self) -> Background:
@@ -54,26 +59,37 @@ class Compositor:
         with self._lock:
             self._background = background
 
-    def _weights(self, mask: Mask) -> tuple[Mask, Mask]:
-        if self._mask is not mask or self._inverse is None:
-            self._mask = mask
-            self._inverse = 1.0 - mask
-        return mask, self._inverse
-
     def composite(self, frame: Frame, mask: Mask | None, t: float) -> Frame:
         """The output frame for ``frame`` (H x W x 3 uint8 BGR) at time ``t`` seconds.
 
-        ``mask`` (H x W float32) is the newest person mask; None (no mask yet) shows only the
-        background, so the room is never shown by accident.
+        ``mask`` (H x W float32) is the person mask for this frame; None (no mask yet) shows only
+        the background, so the room is never shown by accident.
         """
-        background = self.background.render(frame, t)
-        if background is None or isinstance(self.background, PassThrough):
+        chosen = self.background
+        if isinstance(chosen, PassThrough):
             out = frame
-        elif mask is None:
-            out = background.copy()  # backgrounds cache their frame; sinks get their own
         else:
-            weights, inverse = self._weights(mask)
-            out = composite(frame, weights, background, inverse)
+            background = chosen.render(frame, t, mask)
+            if background is None:
+                out = frame
+            elif mask is None:
+                out = background.copy()  # backgrounds cache their frame; sinks get their own
+            else:
+                if self._inverse.shape != mask.shape:
+                    self._inverse = np.empty_like(mask)
+                np.subtract(1.0, mask, out=self._inverse)  # reused: no new full-size buffer
+                out = composite(frame, mask, background, self._inverse)
+                if self.light_wrap > 0 and not isinstance(chosen, BlurBackground):
+                    out = self._wrap(out, mask, background)
         if self.mirror:
             return cv2.flip(out, 1)
         return out
+
+    def _wrap(self, out: Frame, mask: Mask, background: Frame) -> Frame:
+        """Light wrap: near the person's edge, blend in the blurred background's light."""
+        if self._wrap_source is not background or self._wrap_blurred is None:
+            self._wrap_source = background  # image backgrounds are cached: blur them once
+            self._wrap_blurred = cv2.GaussianBlur(background, (0, 0), WRAP_SIGMA)
+        room_near = cv2.GaussianBlur(1.0 - mask, (0, 0), WRAP_SIGMA)
+        amount = np.minimum(room_near * mask * (2.0 * self.light_wrap), 1.0)
+        return composite(self._wrap_blurred, amount, out)

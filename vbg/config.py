@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from vbg.errors import ConfigError
+from vbg.refine import MaskOptions
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -30,7 +31,15 @@ class RunConfig:
     weights: Path | None = None  # local state dict; None: the torchvision weights API
     device: str = "auto"
     inference_size: int = 0  # short side of the model input; 0: the model's default
-    mask_smoothing: float = 0.5  # weight of the previous mask in the running average, [0, 1)
+    mask_smoothing: float = (
+        0.8  # motion-aware temporal smoothing where the picture is still, [0, 1)
+    )
+    hysteresis: float = 0.05  # mask values near 0.5 hold until the mask moves this much, [0, 0.5)
+    propagate: bool = True  # move the newest mask along the optical flow between model results
+    refine: bool = True  # guided upsampling: edges follow the frame's edges
+    feather: float = 0.0  # soften the mask edge by this many pixels (Gaussian sigma)
+    blur_weighted: bool = True  # blur backgrounds without the person's colours (no halo)
+    light_wrap: float = 0.0  # let this much background light wrap the person's edge, [0, 1]
     width: int = 0  # 0: the source's own (cameras are asked for 1280)
     height: int = 0  # 0: the source's own (cameras are asked for 720)
     fps: float = 0.0  # 0: the source's own (cameras are asked for 30)
@@ -41,6 +50,17 @@ class RunConfig:
     mirror: bool = False
     max_frames: int = 0  # stop after this many output frames; 0: run until quit
     stats: Path | None = None  # JSON statistics written at exit
+
+    @property
+    def mask_options(self) -> MaskOptions:
+        """The mask filters' settings."""
+        return MaskOptions(
+            smoothing=self.mask_smoothing,
+            hysteresis=self.hysteresis,
+            propagate=self.propagate,
+            refine=self.refine,
+            feather=self.feather,
+        )
 
     @property
     def camera_index(self) -> int | None:
@@ -113,6 +133,12 @@ def _check_ranges(config: RunConfig, origin: str) -> None:
         fail("fps", "must be between 0 and 240")
     if not 0.0 <= config.mask_smoothing < 1.0:
         fail("mask_smoothing", "must be at least 0 and below 1")
+    if not 0.0 <= config.hysteresis < 0.5:
+        fail("hysteresis", "must be at least 0 and below 0.5")
+    if not 0.0 <= config.feather <= 50.0:
+        fail("feather", "must be between 0 and 50 pixels")
+    if not 0.0 <= config.light_wrap <= 1.0:
+        fail("light_wrap", "must be between 0 and 1")
 
 
 def config_from_mapping(values: Mapping[str, Any], origin: str = "config") -> RunConfig:

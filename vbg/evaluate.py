@@ -2,8 +2,8 @@
 
 A data folder holds ``images/`` and ``masks/`` (photos) or ``frames/`` and ``masks/`` (a video, in
 file-name order), with matching file stems; masks are 0 (background) / 255 (person).
-Scores, each from the full vbg mask path (preprocessing, model, temporal smoothing for videos,
-upsampling to the frame):
+Scores, each from the full vbg mask path (preprocessing, model, and for videos temporal
+smoothing and flow propagation; guided upsampling to the frame):
 
 - **IoU** of the mask thresholded at 0.5 with the truth, per frame (mean and median);
 - **boundary F** (the DAVIS contour measure): precision and recall of the mask's boundary pixels
@@ -28,9 +28,11 @@ import numpy as np
 
 from vbg.backgrounds import IMAGE_SUFFIXES
 from vbg.errors import SourceError
-from vbg.segmenter import Segmenter, TemporalSmoother, upsample_mask
+from vbg.refine import Keyframe, MaskOptions, MaskPath
+from vbg.segmenter import Segmenter
 
 Mask = np.ndarray  # H x W float32 in [0, 1]
+DEFAULT_OPTIONS = MaskOptions()
 BOUNDARY_FRACTION = 0.008  # DAVIS: boundary tolerance as a fraction of the image diagonal
 _CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
 
@@ -142,42 +144,72 @@ def _read(path: Path, flags: int) -> np.ndarray:
 # -- the evaluation --------------------------------------------------------------------------
 
 
+def _score(
+    soft: Mask, truth: np.ndarray, previous: tuple[Mask, np.ndarray] | None
+) -> dict[str, Any]:
+    hard = soft > 0.5
+    row: dict[str, Any] = {
+        "iou": iou(hard, truth),
+        "boundary_f": boundary_f(hard, truth),
+        "mae": mae(soft, truth),
+    }
+    if previous is not None:
+        row["dtssd"] = dtssd(soft, previous[0], truth, previous[1])
+    return row
+
+
 def evaluate(
     segmenter: Segmenter,
     folder: Path,
     *,
     subset: str | None = None,
-    mask_smoothing: float = 0.5,
+    options: MaskOptions = DEFAULT_OPTIONS,
+    replay_fps: float = 0.0,
+    latency_ms: float = 0.0,
 ) -> dict[str, Any]:
     """Score ``segmenter`` on a data folder; returns the summary and per-frame scores.
 
-    Video frames go through the live path in order, with temporal smoothing (``mask_smoothing``);
-    photos are independent, without it.
+    Photos are segmented one by one, without temporal filters. Video frames go through the live
+    mask path in order (:class:`MaskPath` with ``options``). With ``replay_fps``, the video is
+    replayed as a camera at that rate with a model that takes ``latency_ms`` (0: the model's
+    measured time) per mask and always starts on the newest frame, and each frame is scored with
+    the mask a viewer would see with it then (the newest finished mask, moved along the optical
+    flow when ``options.propagate``). Frames before the first mask are not scored.
     """
     kind, samples = load_samples(folder, subset)
-    smoother = TemporalSmoother(mask_smoothing if kind == "video" else 0.0)
+    if kind != "video":
+        options = dataclasses.replace(options, smoothing=0.0, hysteresis=0.0, propagate=False)
+    path = MaskPath(options)
     rows: list[dict[str, Any]] = []
     previous: tuple[Mask, np.ndarray] | None = None
     seconds = 0.0
-    for sample in samples:
+    keyframe: Keyframe | None = None
+    pending: tuple[float, Keyframe] | None = None  # (ready at, keyframe) of a running model
+    model_free_at = 0.0
+    for index, sample in enumerate(samples):
         frame = _read(sample.frame, cv2.IMREAD_COLOR)
         truth = _read(sample.mask, cv2.IMREAD_GRAYSCALE) > 127
-        started = time.perf_counter()
-        small = smoother.update(segmenter.predict(frame))
-        soft = upsample_mask(small, frame.shape[1], frame.shape[0])
-        seconds += time.perf_counter() - started
+        now = index / replay_fps if replay_fps else float(index)
+        if pending is None and now >= model_free_at:  # the model takes the newest frame
+            started = time.perf_counter()
+            fresh = path.keyframe(segmenter.predict(frame), frame, now)
+            took = time.perf_counter() - started
+            seconds += took
+            ready = now + (latency_ms / 1000.0 if latency_ms else took) if replay_fps else now
+            pending, model_free_at = (ready, fresh), ready
+        if pending is not None and pending[0] <= now:
+            keyframe, pending = pending[1], None
+        if keyframe is None:
+            continue
+        soft = path.mask_for(keyframe, frame, now)
         if truth.shape != soft.shape:
             raise SourceError(f"'{sample.mask}' is not the size of its frame.")
-        hard = soft > 0.5
-        row: dict[str, Any] = {
+        row = {
             "id": sample.stem,
-            "iou": iou(hard, truth),
-            "boundary_f": boundary_f(hard, truth),
-            "mae": mae(soft, truth),
+            "mask_from": keyframe.captured_at,
+            **_score(soft, truth, previous),
         }
-        if kind == "video" and previous is not None:
-            row["dtssd"] = dtssd(soft, previous[0], truth, previous[1])
-        previous = (soft, truth)
+        previous = (soft, truth) if kind == "video" else None
         rows.append(row)
     ious = [row["iou"] for row in rows]
     summary: dict[str, Any] = {
@@ -189,12 +221,14 @@ def evaluate(
         "iou_median": statistics.median(ious),
         "boundary_f": statistics.fmean(row["boundary_f"] for row in rows),
         "mae": statistics.fmean(row["mae"] for row in rows),
-        "ms_per_frame": 1000.0 * seconds / len(rows),
+        "ms_per_mask": 1000.0 * seconds / len(samples),
     }
     if kind == "video":
         steps = [row["dtssd"] for row in rows if "dtssd" in row]
         summary["dtssd"] = statistics.fmean(steps) if steps else 0.0
-        summary["mask_smoothing"] = mask_smoothing
+        summary["options"] = dataclasses.asdict(options)
+        if replay_fps:
+            summary["replay"] = {"fps": replay_fps, "latency_ms": latency_ms}
     return {"summary": summary, "frames": rows}
 
 
@@ -209,7 +243,12 @@ def format_summary(summary: dict[str, Any]) -> str:
     ]
     if "dtssd" in summary:
         lines.append(f"  dtSSD       {summary['dtssd']:.3f}")
-    lines.append(f"  {summary['ms_per_frame']:.1f} ms per frame")
+    if "replay" in summary:
+        replay = summary["replay"]
+        lines.append(
+            f"  replayed at {replay['fps']:g} fps, model latency {replay['latency_ms']:g} ms"
+        )
+    lines.append(f"  {summary['ms_per_mask']:.1f} ms per mask (preprocessing, model, smoothing)")
     return "\n".join(lines)
 
 

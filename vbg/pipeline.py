@@ -4,10 +4,12 @@ All of vbg's threading lives in this module.
 
 - The capture thread reads the Source into a :class:`LatestSlot` (the newest frame wins).
 - The inference thread segments the newest frame at reduced resolution, smooths the mask over
-  time and publishes it, also through a LatestSlot; it skips frames it cannot keep up with.
-- The compositor thread blends every captured frame with the newest mask, so the output keeps the
-  camera's rate even when the model is slower, and hands the result to each sink's
-  :class:`DropOldestQueue` (and to the display queue that the main thread shows).
+  time and publishes it as a Keyframe, also through a LatestSlot; it skips frames it cannot keep
+  up with.
+- The compositor thread takes every captured frame with the newest Keyframe, moves the mask along
+  the optical flow to that frame and refines it to full size (:class:`vbg.refine.MaskPath`),
+  blends, so the output keeps the camera's rate even when the model is slower, and hands the
+  result to each sink's :class:`DropOldestQueue` (and to the display queue the main thread shows).
 - Each sink has its own thread, so a slow recorder never stalls the virtual camera.
 
 One stop event ends everything; a worker's exception is kept and raised by :meth:`Pipeline.stop`
@@ -26,7 +28,8 @@ from typing import Generic, TypeVar
 import numpy as np
 
 from vbg.compositor import Compositor
-from vbg.segmenter import Segmenter, TemporalSmoother, upsample_mask
+from vbg.refine import Keyframe, MaskOptions, MaskPath
+from vbg.segmenter import Segmenter
 from vbg.sinks import Sink
 from vbg.sources import Source
 from vbg.stats import Stats
@@ -44,14 +47,6 @@ class Captured:
     """A frame from the source with its capture time (``time.monotonic()``)."""
 
     frame: Frame
-    captured_at: float
-
-
-@dataclasses.dataclass(frozen=True)
-class MaskResult:
-    """A mask at frame size with the capture time of the frame it was computed from."""
-
-    mask: Mask
     captured_at: float
 
 
@@ -180,7 +175,7 @@ class Pipeline:
         compositor: Compositor,
         sinks: list[Sink],
         *,
-        mask_smoothing: float = 0.5,
+        mask_options: MaskOptions | None = None,
         display: bool = False,
         max_frames: int = 0,
         stats: Stats | None = None,
@@ -191,9 +186,9 @@ class Pipeline:
         self.stats = stats or Stats()
         self.max_frames = max_frames
         self.display_frames: DropOldestQueue[Frame] | None = DropOldestQueue(1) if display else None
-        self._smoother = TemporalSmoother(mask_smoothing)
+        self._path = MaskPath(mask_options)
         self._frames: LatestSlot[Captured] = LatestSlot()
-        self._masks: LatestSlot[MaskResult] = LatestSlot()
+        self._masks: LatestSlot[Keyframe] = LatestSlot()
         self._stop = threading.Event()
         self._finished = threading.Event()
         self._error: BaseException | None = None
@@ -316,27 +311,28 @@ class Pipeline:
     def _infer(self) -> None:
         for captured in self._newer_frames():
             started = time.perf_counter()
-            small = self._smoother.update(self.segmenter.predict(captured.frame))
-            height, width = captured.frame.shape[:2]
-            mask = upsample_mask(small, width, height)
+            small = self.segmenter.predict(captured.frame)
+            keyframe = self._path.keyframe(small, captured.frame, captured.captured_at)
             self.stats.add_time("segment", time.perf_counter() - started)
             self.stats.count("masks")
-            self._masks.put(MaskResult(mask, captured.captured_at))
+            self._masks.put(keyframe)
 
     def _composite(self) -> None:
         frames_out = 0
         try:
             for captured in self._newer_frames("frames_skipped"):
-                _, result = self._masks.latest()
+                _, keyframe = self._masks.latest()
+                mask = None
+                if keyframe is not None:
+                    started = time.perf_counter()
+                    mask = self._path.mask_for(keyframe, captured.frame, captured.captured_at)
+                    self.stats.add_time("refine", time.perf_counter() - started)
+                    self.stats.add_time("mask_age", captured.captured_at - keyframe.captured_at)
                 started = time.perf_counter()
                 out = self.compositor.composite(
-                    captured.frame,
-                    result.mask if result else None,
-                    captured.captured_at - self._started_at,
+                    captured.frame, mask, captured.captured_at - self._started_at
                 )
                 self.stats.add_time("composite", time.perf_counter() - started)
-                if result is not None:
-                    self.stats.add_time("mask_age", captured.captured_at - result.captured_at)
                 with self._sinks_lock:
                     runners = list(self._sinks)
                 for runner in runners:

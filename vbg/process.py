@@ -1,7 +1,8 @@
 """``vbg process``: one photo or one video file, offline, every frame with its own mask.
 
 No threads: frames are read, segmented, composited and written in order, as fast as the machine
-allows, with a progress bar for videos.
+allows, with a progress bar for videos. Each mask is upsampled guided by its frame (vbg.refine);
+there is no temporal smoothing: every frame has its own mask.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 from vbg.backgrounds import IMAGE_SUFFIXES, open_background
 from vbg.compositor import Compositor
 from vbg.errors import SinkError, SourceError
+from vbg.refine import MaskRefiner
 from vbg.segmenter import Segmenter
 from vbg.sinks import RECORDING_CODECS, RecordingSink
 from vbg.sources import VideoFileSource, open_source
@@ -97,7 +99,7 @@ def _process_photo(
         frame = source.read()
     if frame is None:
         raise SourceError(f"Photo '{input_path}' has no picture in it.")
-    mask = segmenter.segment(frame)
+    mask = MaskRefiner().refine(segmenter.predict(frame), frame)
     _write_image(output_path, compositor.composite(frame, mask, 0.0))
     if save_mask:
         _write_image(save_mask, mask_image(mask))
@@ -128,9 +130,10 @@ def _process_video(
             stack.enter_context(RecordingSink(save_mask, *size, source.fps)) if save_mask else None
         )
         bar = _Progress(source.frame_count, sys.stderr) if progress else None
+        refiner = MaskRefiner()
         done = 0
         while (frame := source.read()) is not None:
-            mask = segmenter.segment(frame)
+            mask = refiner.refine(segmenter.predict(frame), frame)
             writer.write(compositor.composite(frame, mask, done / source.fps))
             if mask_writer is not None:
                 mask_writer.write(cv2.cvtColor(mask_image(mask), cv2.COLOR_GRAY2BGR))

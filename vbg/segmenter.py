@@ -215,26 +215,6 @@ def upsample_mask(mask: Mask, width: int, height: int) -> Mask:
     return cv2.resize(mask, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
-class TemporalSmoother:
-    """Running average of successive masks, so the edge does not flicker.
-
-    ``weight`` is the share of the previous smoothed mask in each update (0 disables it).
-    Masks of a different size restart the average.
-    """
-
-    def __init__(self, weight: float) -> None:
-        self.weight = weight
-        self._state: Mask | None = None
-
-    def update(self, mask: Mask) -> Mask:
-        """Blend ``mask`` (h x w float32) into the running average and return the average."""
-        if self.weight <= 0 or self._state is None or self._state.shape != mask.shape:
-            self._state = mask.astype(np.float32, copy=True)
-        else:
-            cv2.addWeighted(self._state, self.weight, mask, 1.0 - self.weight, 0.0, dst=self._state)
-        return self._state.copy()
-
-
 def load_segmenter(
     name: str, *, weights: Path | None, device: str, inference_size: int = 0
 ) -> Segmenter:

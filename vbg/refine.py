@@ -1,0 +1,247 @@
+"""Mask filters between the model and the compositor: what makes the mask look right over time.
+
+Pure stage (no threads, no I/O); each filter works on arrays:
+
+- :class:`TemporalSmoother`: motion-aware running average of the model's masks with a backlash
+  (hysteresis) so pixels that only see noise do not flicker, while pixels where the picture moved
+  take the new mask at once (no ghost trail).
+- :class:`FlowPropagator`: moves the newest mask along with the person for every frame shown before
+  the next model result, with OpenCV's DIS optical flow at low resolution.
+- :class:`MaskRefiner`: upsamples the low-resolution mask guided by the full-size frame (a fast
+  guided filter), so edges follow hair and shoulders, with an optional feather.
+
+:class:`MaskPath` puts them together as the pipeline and ``vbg eval`` use them.
+
+Masks are H x W float32 in [0, 1]; the low-resolution ones are at the model's output size.
+Grey images are H x W uint8.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import cv2
+import numpy as np
+
+Frame = np.ndarray  # H x W x 3 uint8, BGR
+Mask = np.ndarray  # H x W float32 in [0, 1], 1 = person
+Grey = np.ndarray  # H x W uint8
+
+HYSTERESIS_BAND = 0.25  # the hysteresis acts on mask values within this of the 0.5 threshold
+
+
+def grey(frame: Frame, width: int, height: int) -> Grey:
+    """The frame (H x W x 3 uint8 BGR) as a small grey image of width x height (uint8)."""
+    small = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+
+
+@dataclasses.dataclass(frozen=True)
+class Keyframe:
+    """A smoothed low-resolution mask with the small grey image of the frame it came from."""
+
+    mask: Mask  # h x w float32
+    grey: Grey  # h x w uint8, the same size
+    captured_at: float = 0.0
+
+
+class TemporalSmoother:
+    """Motion-aware temporal smoothing with hysteresis.
+
+    Each new mask is blended into the running one with a weight that depends, per pixel, on how
+    much the picture changed there since the last mask: where it is still, the new mask counts
+    for ``1 - strength`` (noise averages out); where it moved by ``motion_scale`` grey levels or
+    more, the new mask is taken as it is (the mask keeps up with the person, no trail).
+    The output then follows the running mask with a backlash of ``hysteresis``: a pixel's value
+    changes only when the running mask moves more than that away from it, so pixels near the
+    threshold do not toggle on noise. ``strength`` 0 and ``hysteresis`` 0 turn it off.
+    """
+
+    def __init__(
+        self,
+        strength: float = 0.5,
+        hysteresis: float = 0.0,
+        motion_scale: float = 30.0,
+        flow: FlowPropagator | None = None,
+    ) -> None:
+        self.strength = strength
+        self.hysteresis = hysteresis
+        self.motion_scale = motion_scale
+        self.flow = flow
+        self._state: Mask = np.zeros((0, 0), np.float32)  # the running mask
+        self._output: Mask = self._state  # what was last returned
+        self._grey: Grey | None = None
+
+    def update(self, mask: Mask, grey_image: Grey | None = None) -> Mask:
+        """Blend ``mask`` (h x w float32) in; ``grey_image`` (h x w uint8) is the frame it came
+        from (None: no motion information, a plain running average). Returns the output mask."""
+        if self._state.shape != mask.shape:
+            self._state = mask.astype(np.float32, copy=True)
+            self._output = self._state.copy()
+            self._grey = grey_image
+            return self._output.copy()
+        if self.strength > 0:
+            weight = np.full(mask.shape, 1.0 - self.strength, np.float32)
+            if grey_image is not None and self._grey is not None:
+                previous_grey = self._grey
+                if self.flow is not None:  # follow the motion: compare along the flow
+                    map_x, map_y = self.flow.maps(grey_image, self._grey)
+                    warp = (map_x, map_y, cv2.INTER_LINEAR)
+                    self._state = cv2.remap(self._state, *warp, borderMode=cv2.BORDER_REPLICATE)
+                    self._output = cv2.remap(self._output, *warp, borderMode=cv2.BORDER_REPLICATE)
+                    previous_grey = cv2.remap(self._grey, *warp, borderMode=cv2.BORDER_REPLICATE)
+                change = cv2.blur(cv2.absdiff(grey_image, previous_grey).astype(np.float32), (3, 3))
+                motion = np.minimum(change * (1.0 / self.motion_scale), 1.0)
+                weight += self.strength * motion
+            self._state += weight * (mask - self._state)
+        else:
+            self._state = mask.astype(np.float32, copy=True)
+        self._grey = grey_image
+        if self.hysteresis > 0:
+            # Backlash near the threshold only: there a pixel keeps its value until the running
+            # mask has moved more than ``hysteresis`` away; elsewhere it follows at once.
+            held = np.clip(self._output, self._state - self.hysteresis,
+                           self._state + self.hysteresis)  # fmt: skip
+            near = np.abs(self._state - 0.5) < HYSTERESIS_BAND
+            self._output = np.where(near, held, self._state).astype(np.float32)
+        else:
+            self._output = self._state.copy()
+        return self._output.copy()
+
+
+class FlowPropagator:
+    """Moves a Keyframe's mask to a later frame along the optical flow between the two.
+
+    The flow is computed from the later frame back to the keyframe (DIS, OpenCV's fast dense
+    flow) on small grey images, and the mask is sampled where each pixel came from.
+    """
+
+    def __init__(self, preset: int = cv2.DISOPTICAL_FLOW_PRESET_FAST) -> None:
+        self._dis = cv2.DISOpticalFlow.create(preset)
+        self._grid: tuple[np.ndarray, np.ndarray] | None = None
+
+    def flow(self, grey_now: Grey, grey_then: Grey) -> np.ndarray:
+        """h x w x 2 float32: for each pixel of ``grey_now``, where it was in ``grey_then``,
+        as an offset in pixels."""
+        return self._dis.calc(grey_now, grey_then, None)  # type: ignore[call-overload,no-any-return]
+
+    def maps(self, grey_now: Grey, grey_then: Grey) -> tuple[np.ndarray, np.ndarray]:
+        """cv2.remap maps that sample an image of the ``grey_then`` frame at the place each
+        pixel of ``grey_now`` came from."""
+        if grey_now.shape != grey_then.shape:
+            raise ValueError("grey images of different sizes")
+        flow = self.flow(grey_now, grey_then)
+        height, width = grey_now.shape
+        if self._grid is None or self._grid[0].shape != (height, width):
+            xs, ys = np.meshgrid(np.arange(width, dtype=np.float32),
+                                 np.arange(height, dtype=np.float32))  # fmt: skip
+            self._grid = (xs, ys)
+        return self._grid[0] + flow[..., 0], self._grid[1] + flow[..., 1]
+
+    def propagate(self, keyframe: Keyframe, grey_now: Grey) -> Mask:
+        """The keyframe's mask moved to the frame whose small grey image is ``grey_now``."""
+        map_x, map_y = self.maps(grey_now, keyframe.grey)
+        return cv2.remap(keyframe.mask, map_x, map_y, cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+
+
+class MaskRefiner:
+    """Brings the low-resolution mask to full resolution (the last step before compositing).
+
+    ``guided``: a fast guided filter with the frame's grey image as the guide (He et al.): the
+    mask's local linear model of the guide is fitted at low resolution (window ``radius`` pixels
+    there, 0: chosen from the size; ``eps`` sets how closely it follows the guide) and applied at
+    full resolution, so edges land on the frame's edges. Otherwise plain bilinear upsampling.
+    ``feather``: a Gaussian softening of the edge, in full-resolution pixels.
+    Full-size work buffers are kept between frames; each call returns a new mask.
+    """
+
+    def __init__(
+        self, *, guided: bool = True, radius: int = 0, eps: float = 1e-3, feather: float = 0.0
+    ) -> None:
+        self.guided = guided
+        self.radius = radius
+        self.eps = eps
+        self.feather = feather
+        self._grey: Grey = np.zeros((0, 0), np.uint8)
+        self._a: Mask = np.zeros((0, 0), np.float32)
+
+    def refine(self, mask: Mask, frame: Frame) -> Mask:
+        """``mask`` (h x w float32) at the size of ``frame`` (H x W x 3 uint8 BGR)."""
+        height, width = frame.shape[:2]
+        small_h, small_w = mask.shape
+        if not self.guided or (small_h, small_w) == (height, width):
+            out = cv2.resize(mask, (width, height), interpolation=cv2.INTER_LINEAR)
+        else:
+            out = self._guided(mask, frame)
+        if self.feather > 0:
+            cv2.GaussianBlur(out, (0, 0), self.feather, dst=out)
+        return out
+
+    def _guided(self, mask: Mask, frame: Frame) -> Mask:
+        height, width = frame.shape[:2]
+        small_h, small_w = mask.shape
+        if self._grey.shape != (height, width):
+            self._grey = np.empty((height, width), np.uint8)
+            self._a = np.empty((height, width), np.float32)
+        cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY, dst=self._grey)
+        guide = cv2.resize(self._grey, (small_w, small_h), interpolation=cv2.INTER_AREA)
+        guide = guide.astype(np.float32) * (1.0 / 255.0)
+        r = self.radius or max(1, round(min(small_h, small_w) / 72))
+        size = (2 * r + 1, 2 * r + 1)
+        mean_i = cv2.boxFilter(guide, -1, size)
+        mean_p = cv2.boxFilter(mask, -1, size)
+        cov_ip = cv2.boxFilter(guide * mask, -1, size) - mean_i * mean_p
+        var_i = cv2.boxFilter(guide * guide, -1, size) - mean_i * mean_i
+        a = cov_ip / (var_i + self.eps)
+        b = mean_p - a * mean_i
+        # q = mean(a) * I + mean(b), with mean(a) and mean(b) upsampled to full size.
+        cv2.resize(cv2.boxFilter(a, -1, size), (width, height), dst=self._a)
+        out = cv2.resize(cv2.boxFilter(b, -1, size), (width, height))
+        cv2.multiply(self._a, self._grey, dst=self._a, scale=1.0 / 255.0, dtype=cv2.CV_32F)
+        cv2.add(out, self._a, dst=out)
+        np.clip(out, 0.0, 1.0, out=out)
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskOptions:
+    """How the model's masks are filtered (see the classes above); the defaults are vbg's."""
+
+    smoothing: float = 0.5  # TemporalSmoother.strength
+    hysteresis: float = 0.1  # TemporalSmoother.hysteresis
+    motion_compensated: bool = True  # TemporalSmoother follows the optical flow
+    propagate: bool = True  # FlowPropagator between model results
+    refine: bool = True  # MaskRefiner.guided
+    feather: float = 0.0  # MaskRefiner.feather
+
+
+class MaskPath:
+    """The mask path from model output to compositor, in the two halves the pipeline runs on two
+    threads: :meth:`keyframe` where the model runs (it owns the smoother), :meth:`mask_for`
+    where frames are composited (it owns the propagator and the refiner)."""
+
+    def __init__(self, options: MaskOptions | None = None) -> None:
+        options = options or MaskOptions()
+        self.options = options
+        self.smoother = TemporalSmoother(
+            options.smoothing,
+            options.hysteresis,
+            flow=FlowPropagator() if options.motion_compensated else None,
+        )
+        self.propagator = FlowPropagator() if options.propagate else None
+        self.refiner = MaskRefiner(guided=options.refine, feather=options.feather)
+
+    def keyframe(self, mask: Mask, frame: Frame, captured_at: float = 0.0) -> Keyframe:
+        """Smooth the model's ``mask`` (h x w) for ``frame`` (H x W x 3 uint8 BGR)."""
+        small_grey = grey(frame, mask.shape[1], mask.shape[0])
+        return Keyframe(self.smoother.update(mask, small_grey), small_grey, captured_at)
+
+    def mask_for(self, keyframe: Keyframe, frame: Frame, captured_at: float | None = None) -> Mask:
+        """The full-size mask to show with ``frame``: the keyframe's mask, moved to ``frame``
+        when it came from an earlier frame (``captured_at`` differs), then refined."""
+        small = keyframe.mask
+        if self.propagator is not None and captured_at != keyframe.captured_at:
+            height, width = small.shape
+            small = self.propagator.propagate(keyframe, grey(frame, width, height))
+        return self.refiner.refine(small, frame)
