@@ -5,8 +5,9 @@ Pure stage (no threads, no I/O); each filter works on arrays:
 - :class:`TemporalSmoother`: motion-aware running average of the model's masks with a backlash
   (hysteresis) so pixels that only see noise do not flicker, while pixels where the picture moved
   take the new mask at once (no ghost trail).
-- :class:`FlowPropagator`: moves the newest mask along with the person for every frame shown before
-  the next model result, with OpenCV's DIS optical flow at low resolution.
+- :class:`FlowPropagator` and :class:`FlowTracker`: move the newest mask along with the person for
+  every frame shown before the next model result, with OpenCV's DIS optical flow at low
+  resolution, frame by frame.
 - :class:`MaskRefiner`: upsamples the low-resolution mask guided by the full-size frame (a fast
   guided filter), so edges follow hair and shoulders, with an optional feather.
 
@@ -18,6 +19,7 @@ Grey images are H x W uint8.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 
 import cv2
@@ -27,7 +29,9 @@ Frame = np.ndarray  # H x W x 3 uint8, BGR
 Mask = np.ndarray  # H x W float32 in [0, 1], 1 = person
 Grey = np.ndarray  # H x W uint8
 
-HYSTERESIS_BAND = 0.25  # the hysteresis acts on mask values within this of the 0.5 threshold
+FLOW_WIDTH = 320  # frames are this wide (or less) for the flow that moves masks between results
+HYSTERESIS_BAND = 0.25
+SURE = 0.1  # the refiner moves model values this close to 0 or 1 less, and 0 or 1 not at all  # the hysteresis acts on mask values within this of the 0.5 threshold
 
 
 def grey(frame: Frame, width: int, height: int) -> Grey:
@@ -141,8 +145,63 @@ class FlowPropagator:
     def propagate(self, keyframe: Keyframe, grey_now: Grey) -> Mask:
         """The keyframe's mask moved to the frame whose small grey image is ``grey_now``."""
         map_x, map_y = self.maps(grey_now, keyframe.grey)
-        return cv2.remap(keyframe.mask, map_x, map_y, cv2.INTER_LINEAR,
-                         borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+        return _remap(keyframe.mask, (map_x, map_y))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Step:
+    captured_at: float
+    grey: Grey
+    maps: tuple[np.ndarray, np.ndarray] | None  # remap maps from the frame before to this one
+
+
+class FlowTracker:
+    """Keeps the newest keyframe's mask moving with the picture, frame by frame.
+
+    Each frame's flow back to the frame before is computed once and kept for a while
+    (``history`` frames); a keyframe that arrives late (the model took its time) is moved through
+    the flows of every frame since its own, one small step at a time, which DIS follows far
+    better than one large jump.
+    """
+
+    def __init__(
+        self,
+        history: int = 64,
+        width: int = FLOW_WIDTH,
+        preset: int = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
+    ) -> None:
+        self.width = width
+        self.propagator = FlowPropagator(preset)
+        self._steps: collections.deque[_Step] = collections.deque(maxlen=history)
+        self._key_at: float | None = None
+        self._mask: Mask | None = None
+
+    def track(self, keyframe: Keyframe, frame: Frame, captured_at: float) -> Mask:
+        """The keyframe's mask (h x w) moved to ``frame`` (H x W x 3 uint8 BGR), captured at
+        ``captured_at`` (frames come in capture order)."""
+        frame_h, frame_w = frame.shape[:2]
+        width = min(self.width, frame_w)
+        height = max(8, round(frame_h * width / frame_w))
+        now = grey(frame, width, height)
+        last = self._steps[-1] if self._steps else None
+        maps = None
+        if last is not None and last.grey.shape == now.shape and last.captured_at < captured_at:
+            maps = self.propagator.maps(now, last.grey)
+        self._steps.append(_Step(captured_at, now, maps))
+        if keyframe.captured_at != self._key_at or self._mask is None:
+            self._key_at = keyframe.captured_at
+            mask = cv2.resize(keyframe.mask, (width, height), interpolation=cv2.INTER_LINEAR)
+            for step in self._steps:
+                if step.captured_at > keyframe.captured_at and step.maps is not None:
+                    mask = _remap(mask, step.maps)
+        else:
+            mask = _remap(self._mask, maps) if maps is not None else self._mask
+        self._mask = mask
+        return mask
+
+
+def _remap(mask: Mask, maps: tuple[np.ndarray, np.ndarray]) -> Mask:
+    return cv2.remap(mask, maps[0], maps[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 class MaskRefiner:
@@ -157,7 +216,7 @@ class MaskRefiner:
     """
 
     def __init__(
-        self, *, guided: bool = True, radius: int = 0, eps: float = 1e-3, feather: float = 0.0
+        self, *, guided: bool = True, radius: int = 0, eps: float = 1e-2, feather: float = 0.0
     ) -> None:
         self.guided = guided
         self.radius = radius
@@ -201,6 +260,15 @@ class MaskRefiner:
         cv2.multiply(self._a, self._grey, dst=self._a, scale=1.0 / 255.0, dtype=cv2.CV_32F)
         cv2.add(out, self._a, dst=out)
         np.clip(out, 0.0, 1.0, out=out)
+        # Refine only along the edge: where the model is sure (all room or all person around a
+        # pixel), keep its answer, so no texture of the frame leaks into the mask.
+        # trust = min(m, 1 - m) / SURE, at most 1: 0 where the model is sure, 1 along the edge.
+        up = cv2.resize(mask, (width, height), interpolation=cv2.INTER_LINEAR)
+        cv2.min(up, 1.0 - up, dst=self._a)
+        np.minimum(self._a * (1.0 / SURE), 1.0, out=self._a)
+        out -= up
+        out *= self._a
+        out += up
         return out
 
 
@@ -229,7 +297,7 @@ class MaskPath:
             options.hysteresis,
             flow=FlowPropagator() if options.motion_compensated else None,
         )
-        self.propagator = FlowPropagator() if options.propagate else None
+        self.tracker = FlowTracker() if options.propagate else None
         self.refiner = MaskRefiner(guided=options.refine, feather=options.feather)
 
     def keyframe(self, mask: Mask, frame: Frame, captured_at: float = 0.0) -> Keyframe:
@@ -241,7 +309,6 @@ class MaskPath:
         """The full-size mask to show with ``frame``: the keyframe's mask, moved to ``frame``
         when it came from an earlier frame (``captured_at`` differs), then refined."""
         small = keyframe.mask
-        if self.propagator is not None and captured_at != keyframe.captured_at:
-            height, width = small.shape
-            small = self.propagator.propagate(keyframe, grey(frame, width, height))
+        if self.tracker is not None and captured_at is not None:
+            small = self.tracker.track(keyframe, frame, captured_at)
         return self.refiner.refine(small, frame)

@@ -1,0 +1,110 @@
+"""Before/after figures for vbg's mask filters (issue: flicker, lag, edges, halo).
+
+Runs ``vbg eval``'s scoring (vbg/evaluate.py) with the filters off and on, on the data in
+../shared/data, with the MediaPipe models (their real weights: vbg models fetch):
+
+1. temporal consistency on parkour: raw per-frame masks vs vbg's smoothing (dtSSD, IoU);
+2. lag on parkour replayed as a 24 fps camera with a 300 ms (and 100 ms) model: the mask held
+   until the next result vs moved along the optical flow (IoU of what a viewer sees);
+3. edges: bilinear vs guided upsampling (boundary F) on coco128_person prominent and parkour;
+4. halo: colour difference just outside the person between the blurred output and a blur of the
+   true room alone, plain Gaussian blur of the whole frame vs vbg's mask-weighted blur.
+
+    python benchmarks/mask_quality.py [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from vbg.backgrounds import BlurBackground
+from vbg.evaluate import evaluate, load_samples
+from vbg.refine import MaskOptions, MaskRefiner
+from vbg.segmenter import load_segmenter
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+PARKOUR = DATA / "video_gt" / "parkour"
+COCO = DATA / "images_gt" / "coco128_person"
+RAW = MaskOptions(smoothing=0.0, hysteresis=0.0, propagate=False, refine=False)
+VBG = MaskOptions()
+
+
+def _row(label: str, summary: dict[str, Any]) -> dict[str, Any]:
+    keys = ("iou_mean", "boundary_f", "mae", "dtssd", "frames")
+    row = {"case": label, **{k: summary[k] for k in keys if k in summary}}
+    shown = "  ".join(
+        f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+        for k, v in row.items()
+        if k != "case"
+    )
+    print(f"  {label:<44} {shown}", flush=True)
+    return row
+
+
+def halo(model: str) -> dict[str, float]:
+    """Mean colour difference (sum over B, G, R) in a band 1-15 px outside the true person."""
+    segmenter = load_segmenter(model, weights=None, device="cpu")
+    refiner = MaskRefiner()
+    plain_d, weighted_d = [], []
+    for sample in load_samples(COCO, "prominent")[1]:
+        frame = cv2.imread(str(sample.frame))
+        truth = cv2.imread(str(sample.mask), cv2.IMREAD_GRAYSCALE) > 127
+        mask = refiner.refine(segmenter.predict(frame), frame)
+        room = (~truth).astype(np.float32)
+        spread = cv2.GaussianBlur(frame.astype(np.float32) * room[..., None], (0, 0), 21)
+        reference = spread / np.maximum(cv2.GaussianBlur(room, (0, 0), 21), 1e-6)[..., None]
+        band = (cv2.dilate(truth.astype(np.uint8), np.ones((31, 31), np.uint8)) > 0) & ~truth
+        if band.sum() == 0:
+            continue
+        for weighted, out in ((False, plain_d), (True, weighted_d)):
+            blurred = BlurBackground(weighted=weighted).render(frame, 0.0, mask)
+            assert blurred is not None
+            out.append(float(np.abs(blurred[band].astype(float) - reference[band]).sum(1).mean()))
+    return {"plain_blur": statistics.fmean(plain_d), "mask_weighted": statistics.fmean(weighted_d)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--models", nargs="*", default=["mediapipe_selfie_landscape", "mediapipe_selfie"]
+    )
+    args = parser.parse_args()
+    results: dict[str, Any] = {}
+    for model in args.models:
+        segmenter = load_segmenter(model, weights=None, device="cpu")
+        print(model)
+        rows = [
+            _row(
+                "parkour raw per-frame masks", evaluate(segmenter, PARKOUR, options=RAW)["summary"]
+            ),
+            _row("parkour vbg filters", evaluate(segmenter, PARKOUR, options=VBG)["summary"]),
+        ]
+        for latency in (300, 100):
+            replay = {"replay_fps": 24.0, "latency_ms": float(latency)}
+            for label, options in (("held", MaskOptions(propagate=False)), ("propagated", VBG)):
+                summary = evaluate(segmenter, PARKOUR, options=options, **replay)["summary"]
+                rows.append(_row(f"parkour 24 fps, {latency} ms model, {label}", summary))
+        bilinear = MaskOptions(refine=False)
+        for data, subset in ((COCO, "prominent"), (PARKOUR, None)):
+            name = data.name + (f" ({subset})" if subset else "")
+            for label, options in (("bilinear", bilinear), ("guided", VBG)):
+                summary = evaluate(segmenter, data, subset=subset, options=options)["summary"]
+                rows.append(_row(f"{name} edges {label}", summary))
+        figures = halo(model)
+        print(f"  halo (coco128_person prominent): plain blur {figures['plain_blur']:.2f}, "
+              f"mask-weighted {figures['mask_weighted']:.2f}")  # fmt: skip
+        results[model] = {"rows": rows, "halo": figures}
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
