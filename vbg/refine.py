@@ -209,14 +209,14 @@ class MaskRefiner:
 
     ``guided``: a fast guided filter with the frame's grey image as the guide (He et al.): the
     mask's local linear model of the guide is fitted at low resolution (window ``radius`` pixels
-    there, 0: chosen from the size; ``eps`` sets how closely it follows the guide) and applied at
+    there; ``eps`` sets how closely it follows the guide) and applied at
     full resolution, so edges land on the frame's edges. Otherwise plain bilinear upsampling.
     ``feather``: a Gaussian softening of the edge, in full-resolution pixels.
     Full-size work buffers are kept between frames; each call returns a new mask.
     """
 
     def __init__(
-        self, *, guided: bool = True, radius: int = 0, eps: float = 1e-2, feather: float = 0.0
+        self, *, guided: bool = True, radius: int = 1, eps: float = 1e-3, feather: float = 0.0
     ) -> None:
         self.guided = guided
         self.radius = radius
@@ -246,7 +246,7 @@ class MaskRefiner:
         cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY, dst=self._grey)
         guide = cv2.resize(self._grey, (small_w, small_h), interpolation=cv2.INTER_AREA)
         guide = guide.astype(np.float32) * (1.0 / 255.0)
-        r = self.radius or max(1, round(min(small_h, small_w) / 72))
+        r = self.radius
         size = (2 * r + 1, 2 * r + 1)
         mean_i = cv2.boxFilter(guide, -1, size)
         mean_p = cv2.boxFilter(mask, -1, size)
