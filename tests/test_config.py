@@ -64,3 +64,32 @@ def test_config_file_errors(tmp_path: Path) -> None:
     table.write_text("[run]\nsource = '0'\n")
     with pytest.raises(ConfigError, match=r"unexpected table \[run\]"):
         read_config_file(table)
+
+
+def test_mask_filter_flags_reach_the_config() -> None:
+    from vbg.cli import _build_parser, build_config
+
+    args = _build_parser().parse_args(
+        ["run", "--no-refine", "--no-propagate", "--feather", "2", "--hysteresis", "0.1",
+         "--mask-smoothing", "0.3", "--light-wrap", "0.4", "--no-blur-weighted"]
+    )  # fmt: skip
+    config = build_config(args)
+    options = config.mask_options
+    assert (options.refine, options.propagate, options.feather) == (False, False, 2.0)
+    assert (options.hysteresis, options.smoothing) == (0.1, 0.3)
+    assert config.light_wrap == 0.4 and config.blur_weighted is False
+    assert RunConfig().mask_options.refine and RunConfig().mask_options.propagate
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"hysteresis": 0.5}, "'hysteresis' must be at least 0 and below 0.5"),
+        ({"feather": 80}, "'feather' must be between 0 and 50"),
+        ({"light_wrap": 1.5}, "'light_wrap' must be between 0 and 1"),
+        ({"refine": "yes"}, "'refine' must be true or false"),
+    ],
+)
+def test_mask_filter_values_are_checked(values: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        config_from_mapping(values, origin="my.toml")

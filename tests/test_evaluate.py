@@ -130,3 +130,47 @@ def test_eval_bad_data_folders(tmp_path: Path, capsys: pytest.CaptureFixture[str
         load_samples(tmp_path)
     with pytest.raises(SourceError, match="stats.csv"):
         load_samples(tmp_path, subset="prominent")
+
+
+class _VideoTruthSegmenter(Segmenter):
+    """A real Segmenter that knows the true mask of each frame of a video folder."""
+
+    name = "truth"
+    device = torch.device("cpu")
+    inference_size = 0
+
+    def __init__(self, folder: Path) -> None:
+        self.masks = {}
+        for sample in load_samples(folder)[1]:
+            frame = cv2.imread(str(sample.frame))
+            truth = cv2.imread(str(sample.mask), cv2.IMREAD_GRAYSCALE) > 127
+            self.masks[frame.tobytes()] = truth.astype(np.float32)
+
+    def input_size(self, width: int, height: int) -> tuple[int, int]:
+        return width // 2, height // 2
+
+    def predict(self, frame: np.ndarray) -> np.ndarray:
+        size = self.input_size(frame.shape[1], frame.shape[0])
+        return cv2.resize(self.masks[frame.tobytes()], size, interpolation=cv2.INTER_AREA)
+
+
+def test_replay_scores_what_a_viewer_sees_with_a_slow_model() -> None:
+    folder = data_path("video_gt", "parkour")
+    perfect = _VideoTruthSegmenter(folder)
+    plain = MaskOptions(smoothing=0.0, hysteresis=0.0, propagate=False, refine=False)
+    live = evaluate(perfect, folder, options=plain)["summary"]
+    held = evaluate(perfect, folder, options=plain, replay_fps=24, latency_ms=300)
+    moved = evaluate(
+        perfect, folder, options=MaskOptions(smoothing=0.0, hysteresis=0.0, refine=False),
+        replay_fps=24, latency_ms=300,
+    )  # fmt: skip
+    rows = held["frames"]
+    # The first mask is ready 300 ms (7.2 frames) in: frames 0-7 have none and frames 8-14 show
+    # frame 0's mask; at 300 ms the model starts on the newest frame then, frame 7, and is done
+    # at 600 ms (frame 14.4), so frame 15 shows frame 7's mask.
+    assert held["summary"]["frames"] == 92 and rows[0]["id"] == "00008"
+    assert rows[0]["mask_from"] == 0.0 and rows[6]["mask_from"] == 0.0
+    assert rows[7]["id"] == "00015" and rows[7]["mask_from"] == pytest.approx(7 / 24)
+    assert live["iou_mean"] > 0.95  # the truth, at half size, scored at once
+    assert held["summary"]["iou_mean"] < 0.5 * live["iou_mean"]  # 300 ms behind a runner
+    assert moved["summary"]["iou_mean"] > held["summary"]["iou_mean"] + 0.05  # flow catches up

@@ -31,8 +31,10 @@ from vbg.errors import SourceError
 from vbg.refine import Keyframe, MaskOptions, MaskPath
 from vbg.segmenter import Segmenter
 
+Frame = np.ndarray  # H x W x 3 uint8, BGR
 Mask = np.ndarray  # H x W float32 in [0, 1]
 DEFAULT_OPTIONS = MaskOptions()
+RECENT_FRAMES = 256  # replay: how far back (frames) a model may still start
 BOUNDARY_FRACTION = 0.008  # DAVIS: boundary tolerance as a fraction of the image diagonal
 _CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
 
@@ -184,21 +186,30 @@ def evaluate(
     previous: tuple[Mask, np.ndarray] | None = None
     seconds = 0.0
     keyframe: Keyframe | None = None
-    pending: tuple[float, Keyframe] | None = None  # (ready at, keyframe) of a running model
+    pending: tuple[float, Keyframe] | None = None  # (ready at, keyframe) of the running model
     model_free_at = 0.0
+    recent: dict[int, Frame] = {}  # the frames the model may still start on
     for index, sample in enumerate(samples):
         frame = _read(sample.frame, cv2.IMREAD_COLOR)
         truth = _read(sample.mask, cv2.IMREAD_GRAYSCALE) > 127
         now = index / replay_fps if replay_fps else float(index)
-        if pending is None and now >= model_free_at:  # the model takes the newest frame
-            started = time.perf_counter()
-            fresh = path.keyframe(segmenter.predict(frame), frame, now)
-            took = time.perf_counter() - started
-            seconds += took
-            ready = now + (latency_ms / 1000.0 if latency_ms else took) if replay_fps else now
-            pending, model_free_at = (ready, fresh), ready
-        if pending is not None and pending[0] <= now:
-            keyframe, pending = pending[1], None
+        recent[index] = frame
+        recent.pop(index - RECENT_FRAMES, None)
+        while True:  # the model: finish, and start again on the newest frame of that moment
+            if pending is None:
+                start = min(index, int(model_free_at * replay_fps + 1e-9)) if replay_fps else index
+                started = time.perf_counter()
+                start_at = start / replay_fps if replay_fps else now
+                fresh = path.keyframe(segmenter.predict(recent[start]), recent[start], start_at)
+                took = time.perf_counter() - started
+                seconds += took
+                delay = (latency_ms / 1000.0 if latency_ms else took) if replay_fps else 0.0
+                pending = (max(model_free_at, start_at) + delay, fresh)
+            if pending[0] > now + 1e-9:
+                break
+            model_free_at, keyframe, pending = pending[0], pending[1], None
+            if not replay_fps:
+                break
         if keyframe is None:
             continue
         soft = path.mask_for(keyframe, frame, now)
