@@ -12,11 +12,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from vbg.config import DEVICES, RunConfig, config_from_mapping, read_config_file
 from vbg.errors import ConfigError, ModelError, VbgError
 from vbg.models import FETCH_SOURCES
+
+if TYPE_CHECKING:
+    from vbg.segmenter import Segmenter
 
 SUBCOMMANDS = ("run", "process", "models", "eval")
 _EVAL_MASK_KEYS = ("mask_smoothing", "hysteresis", "propagate", "refine", "feather")
@@ -161,17 +164,24 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _segmenter_from(args: argparse.Namespace) -> Segmenter:
+    """The model that the model flags (``_add_model_flags``) name, with run's defaults."""
+    from vbg.segmenter import load_segmenter
+
+    defaults = RunConfig()
+    return load_segmenter(
+        args.model or defaults.model,
+        weights=Path(args.weights) if args.weights else None,
+        device=args.device or defaults.device,
+        inference_size=args.inference_size or defaults.inference_size,
+    )
+
+
 def _process(args: argparse.Namespace) -> int:
     from vbg.app import say
     from vbg.process import process_file
-    from vbg.segmenter import load_segmenter
 
-    segmenter = load_segmenter(
-        args.model or "fcn_resnet50",
-        weights=Path(args.weights) if args.weights else None,
-        device=args.device or "auto",
-        inference_size=args.inference_size or 0,
-    )
+    segmenter = _segmenter_from(args)
     frames = process_file(
         args.input,
         args.output,
@@ -185,19 +195,13 @@ def _process(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     from vbg.evaluate import evaluate, format_summary, write_json
-    from vbg.segmenter import load_segmenter
 
     # The mask filters take the same keys, checks and defaults as 'vbg run'.
     flags = {key: getattr(args, key) for key in _EVAL_MASK_KEYS if getattr(args, key) is not None}
     options = config_from_mapping(flags, origin="command line").mask_options
     if args.replay_fps < 0 or args.latency_ms < 0:
         raise ConfigError("--replay-fps and --latency-ms must be 0 or more.")
-    segmenter = load_segmenter(
-        args.model or "fcn_resnet50",
-        weights=Path(args.weights) if args.weights else None,
-        device=args.device or "auto",
-        inference_size=args.inference_size or 0,
-    )
+    segmenter = _segmenter_from(args)
     result = evaluate(
         segmenter,
         args.data,

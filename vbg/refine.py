@@ -226,6 +226,7 @@ class MaskRefiner:
         self.feather = feather
         self._grey: Grey = np.zeros((0, 0), np.uint8)
         self._a: Mask = np.zeros((0, 0), np.float32)
+        self._up: Mask = np.zeros((0, 0), np.float32)
 
     def refine(self, mask: Mask, frame: Frame) -> Mask:
         """``mask`` (h x w float32) at the size of ``frame`` (H x W x 3 uint8 BGR)."""
@@ -245,6 +246,7 @@ class MaskRefiner:
         if self._grey.shape != (height, width):
             self._grey = np.empty((height, width), np.uint8)
             self._a = np.empty((height, width), np.float32)
+            self._up = np.empty((height, width), np.float32)
         cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY, dst=self._grey)
         guide = cv2.resize(self._grey, (small_w, small_h), interpolation=cv2.INTER_AREA)
         guide = guide.astype(np.float32) * (1.0 / 255.0)
@@ -264,10 +266,13 @@ class MaskRefiner:
         np.clip(out, 0.0, 1.0, out=out)
         # Refine only along the edge: where the model is sure (all room or all person around a
         # pixel), keep its answer, so no texture of the frame leaks into the mask.
-        # trust = min(m, 1 - m) / SURE, at most 1: 0 where the model is sure, 1 along the edge.
-        up = cv2.resize(mask, (width, height), interpolation=cv2.INTER_LINEAR)
-        cv2.min(up, 1.0 - up, dst=self._a)
-        np.minimum(self._a * (1.0 / SURE), 1.0, out=self._a)
+        # trust = min(m, 1 - m) / SURE, at most 1: 0 where the model is sure, 1 along the edge;
+        # out = up + trust * (guided - up). In place, in the kept buffers.
+        up = cv2.resize(mask, (width, height), dst=self._up, interpolation=cv2.INTER_LINEAR)
+        np.subtract(1.0, up, out=self._a)
+        np.minimum(up, self._a, out=self._a)
+        np.multiply(self._a, 1.0 / SURE, out=self._a)
+        np.minimum(self._a, 1.0, out=self._a)
         out -= up
         out *= self._a
         out += up
@@ -278,8 +283,8 @@ class MaskRefiner:
 class MaskOptions:
     """How the model's masks are filtered (see the classes above); the defaults are vbg's."""
 
-    smoothing: float = 0.5  # TemporalSmoother.strength
-    hysteresis: float = 0.1  # TemporalSmoother.hysteresis
+    smoothing: float = 0.8  # TemporalSmoother.strength
+    hysteresis: float = 0.05  # TemporalSmoother.hysteresis
     motion_compensated: bool = True  # TemporalSmoother follows the optical flow
     propagate: bool = True  # FlowPropagator between model results
     refine: bool = True  # MaskRefiner.guided
