@@ -31,13 +31,12 @@ class RunConfig:
     weights: Path | None = None  # local state dict; None: the torchvision weights API
     device: str = "auto"
     inference_size: int = 0  # short side of the model input; 0: the model's default
-    mask_smoothing: float = (
-        0.8  # motion-aware temporal smoothing where the picture is still, [0, 1)
-    )
-    hysteresis: float = 0.05  # mask values near 0.5 hold until the mask moves this much, [0, 0.5)
-    propagate: bool = True  # move the newest mask along the optical flow between model results
-    refine: bool = True  # guided upsampling: edges follow the frame's edges
-    feather: float = 0.0  # soften the mask edge by this many pixels (Gaussian sigma)
+    # The mask filters (vbg.refine.MaskOptions holds their defaults).
+    mask_smoothing: float = MaskOptions.smoothing  # motion-aware, where the picture is still
+    hysteresis: float = MaskOptions.hysteresis  # near 0.5, hold until the mask moves this much
+    propagate: bool = MaskOptions.propagate  # move the mask along the flow between results
+    refine: bool = MaskOptions.refine  # guided upsampling: edges follow the frame's edges
+    feather: float = MaskOptions.feather  # soften the mask edge (Gaussian sigma, pixels)
     blur_weighted: bool = True  # blur backgrounds without the person's colours (no halo)
     light_wrap: float = 0.0  # let this much background light wrap the person's edge, [0, 1]
     width: int = 0  # 0: the source's own (cameras are asked for 1280)
