@@ -264,6 +264,7 @@ def run(config: RunConfig, *, camera_factory: Callable[..., Any] | None = None) 
             display=window is not None,
             max_frames=config.max_frames,
             stats=stats,
+            skip_still=config.skip_still,
         )
         controls = Controls(
             compositor, pipeline, config, size=size, fps=fps, recording=recording, label=label

@@ -21,7 +21,7 @@ from vbg.models import FETCH_SOURCES
 if TYPE_CHECKING:
     from vbg.segmenter import Segmenter
 
-SUBCOMMANDS = ("run", "process", "models", "eval")
+SUBCOMMANDS = ("run", "process", "models", "eval", "bench")
 _EVAL_MASK_KEYS = ("mask_smoothing", "hysteresis", "propagate", "refine", "feather")
 
 
@@ -75,6 +75,10 @@ def _build_parser() -> argparse.ArgumentParser:
         help="blur backgrounds without the person's colours (no halo); on",
     )  # fmt: skip
     run.add_argument("--light-wrap", type=float, help="background light on the edge, 0-1; 0")
+    run.add_argument(
+        "--skip-still", action=argparse.BooleanOptionalAction,
+        help="reuse the mask while the picture does not change (less CPU); on",
+    )  # fmt: skip
     run.add_argument("--width", type=int, help="frame width to ask the camera for / output")
     run.add_argument("--height", type=int, help="frame height to ask the camera for / output")
     run.add_argument("--fps", type=float, help="frame rate to ask the camera for / output")
@@ -109,6 +113,19 @@ def _build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     _add_model_flags(evaluate)
     _add_mask_flags(evaluate)
+
+    bench = commands.add_parser("bench", help="time the models, the compositor and the pipeline")
+    bench.add_argument(
+        "--data", type=Path, default=Path("../shared/data"),
+        help="folder with videos/, backgrounds/ and images/; ../shared/data",
+    )  # fmt: skip
+    bench.add_argument("--models", nargs="+", help="models to time; all")
+    bench.add_argument("--devices", nargs="+", choices=DEVICES, default=["cpu"], help="cpu")
+    bench.add_argument("--seconds", type=float, default=10.0, help="pipeline run per model; 10")
+    bench.add_argument("--repeat", type=int, default=20, help="timed runs per model; 20")
+    bench.add_argument("--pipeline-models", nargs="*", help="models for the pipeline part; all")
+    bench.add_argument("--still", action="store_true", help="also run the pipeline on a still")
+    bench.add_argument("--json", type=Path, help="also write the figures as JSON here")
 
     models = commands.add_parser("models", help="list the models; 'fetch NAME' caches weights")
     models.add_argument("action", nargs="?", default="list", help="list (default) or fetch")
@@ -216,6 +233,30 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from vbg.bench import format_bench, run_bench, write_json
+    from vbg.models import MODELS, model_info
+
+    models = args.models or list(MODELS)
+    for name in [*models, *(args.pipeline_models or [])]:
+        model_info(name)  # an unknown name fails here, before anything runs
+    if args.seconds <= 0 or args.repeat <= 0:
+        raise ConfigError("--seconds and --repeat must be more than 0.")
+    result = run_bench(
+        args.data,
+        models=models,
+        devices=args.devices,
+        seconds=args.seconds,
+        repeat=args.repeat,
+        pipeline_models=args.pipeline_models,
+        still=args.still,
+    )
+    print(format_bench(result))
+    if args.json:
+        write_json(result, args.json)
+    return 0
+
+
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
@@ -250,6 +291,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _process(args)
         if args.command == "eval":
             return _eval(args)
+        if args.command == "bench":
+            return _bench(args)
         return _run(args)
     except VbgError as exc:
         print(f"vbg: error: {exc}", file=sys.stderr)

@@ -37,6 +37,7 @@ class RunConfig:
     propagate: bool = MaskOptions.propagate  # move the mask along the flow between results
     refine: bool = MaskOptions.refine  # guided upsampling: edges follow the frame's edges
     feather: float = MaskOptions.feather  # soften the mask edge (Gaussian sigma, pixels)
+    skip_still: bool = True  # reuse the mask while the picture does not change (less CPU)
     blur_weighted: bool = True  # blur backgrounds without the person's colours (no halo)
     light_wrap: float = 0.0  # let this much background light wrap the person's edge, [0, 1]
     width: int = 0  # 0: the source's own (cameras are asked for 1280)

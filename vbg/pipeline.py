@@ -25,10 +25,11 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
+import cv2
 import numpy as np
 
 from vbg.compositor import Compositor
-from vbg.refine import Keyframe, MaskOptions, MaskPath
+from vbg.refine import Keyframe, MaskOptions, MaskPath, grey
 from vbg.segmenter import Segmenter
 from vbg.sinks import Sink
 from vbg.sources import Source
@@ -39,6 +40,9 @@ Frame = np.ndarray  # H x W x 3 uint8, BGR
 Mask = np.ndarray  # H x W float32 in [0, 1]
 
 JOIN_TIMEOUT = 5.0
+STILL_SIZE = (64, 36)  # frames are compared at this size to tell a still scene
+STILL_THRESHOLD = 1.0  # mean grey difference (0-255) below which a frame counts as unchanged
+STILL_REFRESH = 1.0  # a still scene is still segmented again this often (seconds)
 SINK_QUEUE_SECONDS = 2.0  # a sink may fall this far behind before its oldest frames are dropped
 
 
@@ -138,7 +142,7 @@ class _SinkRunner:
 
     def __init__(self, sink: Sink, maxsize: int, pipeline: Pipeline) -> None:
         self.sink = sink
-        self.queue: DropOldestQueue[Frame] = DropOldestQueue(maxsize)
+        self.queue: DropOldestQueue[Captured] = DropOldestQueue(maxsize)
         self.thread = threading.Thread(
             target=pipeline._guard, args=(self._run,), name=f"vbg-sink-{sink.name}"
         )
@@ -147,15 +151,19 @@ class _SinkRunner:
     def _run(self) -> None:
         try:
             while True:
-                frame = self.queue.get(timeout=0.1)
-                if frame is None:
+                item = self.queue.get(timeout=0.1)
+                if item is None:
                     if self.queue.closed:
                         return
                     continue
                 started = time.perf_counter()
-                self.sink.write(frame)
+                self.sink.write(item.frame)
                 self._stats.add_time(self.sink.name, time.perf_counter() - started)
                 self._stats.count(f"{self.sink.name}_frames")
+                # Capture to the sink's write: what a viewer of this output waits.
+                self._stats.add_sample(
+                    f"latency_{self.sink.name}", time.monotonic() - item.captured_at
+                )
         finally:
             self._stats.set_dropped(self.sink.name, self.queue.dropped)
             self.sink.close()
@@ -166,6 +174,8 @@ class Pipeline:
 
     ``display`` adds a one-frame queue (:attr:`display_frames`) that the main thread reads to show
     the preview window. ``max_frames`` stops the pipeline after that many output frames (0: never).
+    ``skip_still``: when a frame barely differs from the one the model last saw (under a second
+    ago), the model skips it and the mask is reused.
     """
 
     def __init__(
@@ -179,6 +189,7 @@ class Pipeline:
         display: bool = False,
         max_frames: int = 0,
         stats: Stats | None = None,
+        skip_still: bool = True,
     ) -> None:
         self.source = source
         self.segmenter = segmenter
@@ -187,6 +198,8 @@ class Pipeline:
         self.max_frames = max_frames
         self.display_frames: DropOldestQueue[Frame] | None = DropOldestQueue(1) if display else None
         self._path = MaskPath(mask_options)
+        self.skip_still = skip_still
+        self._last_segmented: tuple[float, np.ndarray] | None = None
         self._frames: LatestSlot[Captured] = LatestSlot()
         self._masks: LatestSlot[Keyframe] = LatestSlot()
         self._stop = threading.Event()
@@ -308,8 +321,26 @@ class Pipeline:
             seen = item[0]
             yield item[1]
 
+    def _still(self, captured: Captured) -> bool:
+        """Whether ``captured`` barely differs from the last frame the model saw (and that was
+        recently), so its mask can be reused: a still scene costs little CPU."""
+        tiny = grey(captured.frame, *STILL_SIZE)
+        last = self._last_segmented
+        if (
+            self.skip_still
+            and last is not None
+            and captured.captured_at - last[0] < STILL_REFRESH
+            and float(cv2.absdiff(tiny, last[1]).mean()) < STILL_THRESHOLD
+        ):
+            return True
+        self._last_segmented = (captured.captured_at, tiny)
+        return False
+
     def _infer(self) -> None:
         for captured in self._newer_frames():
+            if self._still(captured):
+                self.stats.count("masks_skipped")
+                continue
             started = time.perf_counter()
             small = self.segmenter.predict(captured.frame)
             keyframe = self._path.keyframe(small, captured.frame, captured.captured_at)
@@ -327,7 +358,7 @@ class Pipeline:
                     started = time.perf_counter()
                     mask = self._path.mask_for(keyframe, captured.frame, captured.captured_at)
                     self.stats.add_time("refine", time.perf_counter() - started)
-                    self.stats.add_time("mask_age", captured.captured_at - keyframe.captured_at)
+                    self.stats.add_sample("mask_age", captured.captured_at - keyframe.captured_at)
                 started = time.perf_counter()
                 out = self.compositor.composite(
                     captured.frame, mask, captured.captured_at - self._started_at
@@ -335,8 +366,9 @@ class Pipeline:
                 self.stats.add_time("composite", time.perf_counter() - started)
                 with self._sinks_lock:
                     runners = list(self._sinks)
+                output = Captured(out, captured.captured_at)
                 for runner in runners:
-                    runner.queue.put(out)
+                    runner.queue.put(output)
                 if self.display_frames is not None:
                     self.display_frames.put(out)
                 frames_out += 1

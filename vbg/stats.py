@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import collections
 import json
+import resource
+import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
+
+SAMPLES_KEPT = 20_000
+
+
+def peak_rss_mb() -> float:
+    """The process's peak resident memory so far, in MiB."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024, 1)
 
 
 class Stats:
@@ -18,16 +29,21 @@ class Stats:
         self._time_sum: dict[str, float] = {}
         self._time_n: dict[str, int] = {}
         self._dropped: dict[str, int] = {}
+        self._samples: dict[str, collections.deque[float]] = {}
         self._started = 0.0
         self._stopped = 0.0
+        self._cpu_started = 0.0
+        self._cpu_stopped = 0.0
         self.info: dict[str, Any] = {}  # model, device, sizes: written as they are
 
     def start(self) -> None:
         self._started = time.monotonic()
+        self._cpu_started = time.process_time()
 
     def stop(self) -> None:
         if not self._stopped:
             self._stopped = time.monotonic()
+            self._cpu_stopped = time.process_time()
 
     def count(self, name: str, n: int = 1) -> None:
         with self._lock:
@@ -37,6 +53,25 @@ class Stats:
         with self._lock:
             self._time_sum[stage] = self._time_sum.get(stage, 0.0) + seconds
             self._time_n[stage] = self._time_n.get(stage, 0) + 1
+
+    def add_sample(self, name: str, seconds: float) -> None:
+        """Keep a timing (the newest 20,000 of each name) for its percentiles."""
+        with self._lock:
+            if name not in self._samples:
+                self._samples[name] = collections.deque(maxlen=SAMPLES_KEPT)
+            self._samples[name].append(seconds)
+
+    def percentiles(self, name: str) -> dict[str, float]:
+        """p50 and p95 of a sampled timing, in milliseconds ({} before any sample)."""
+        with self._lock:
+            values = sorted(self._samples.get(name, ()))
+        if not values:
+            return {}
+
+        def pick(q: float) -> float:
+            return round(1000.0 * values[min(len(values) - 1, int(q * len(values)))], 2)
+
+        return {"p50_ms": pick(0.50), "p95_ms": pick(0.95)}
 
     def set_dropped(self, queue: str, n: int) -> None:
         with self._lock:
@@ -61,6 +96,10 @@ class Stats:
                 for stage, total in sorted(self._time_sum.items())
             }
             dropped = dict(self._dropped)
+        with self._lock:
+            sampled = list(self._samples)
+        timings = {name: self.percentiles(name) for name in sorted(sampled)}
+        cpu = (self._cpu_stopped or time.process_time()) - self._cpu_started
         frames_out = counts.pop("frames_out", 0)
         masks = counts.pop("masks", 0)
         return {
@@ -72,6 +111,9 @@ class Stats:
             "fps_out": round(frames_out / elapsed, 3) if elapsed else 0.0,
             "mask_fps": round(masks / elapsed, 3) if elapsed else 0.0,
             "stage_ms": stage_ms,
+            "timings": timings,
+            "cpu_percent": round(100.0 * cpu / elapsed, 1) if elapsed else 0.0,
+            "peak_rss_mb": peak_rss_mb(),
             "dropped": dropped,
             **counts,
         }
