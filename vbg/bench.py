@@ -276,7 +276,8 @@ def format_bench(result: dict[str, Any]) -> str:
             f"{row['mask_fps']:5.1f}/s  latency p50 {latency.get('p50_ms', 0):6.1f} p95 "
             f"{latency.get('p95_ms', 0):6.1f} ms  mask age p50 {age.get('p50_ms', 0):7.1f} p95 "
             f"{age.get('p95_ms', 0):7.1f} ms  CPU {row['cpu_percent']:5.1f}%  RSS "
-            f"{row['peak_rss_mb']:.0f} MiB  dropped {row['dropped']}"
+            f"{row['peak_rss_mb']:.0f} MiB  still frames not segmented {row['masks_skipped']}  "
+            f"dropped {row['dropped']}"
         )
     return "\n".join(lines)
 

@@ -41,7 +41,7 @@ Mask = np.ndarray  # H x W float32 in [0, 1]
 
 JOIN_TIMEOUT = 5.0
 STILL_SIZE = (64, 36)  # frames are compared at this size to tell a still scene
-STILL_THRESHOLD = 1.0  # mean grey difference (0-255) below which a frame counts as unchanged
+STILL_THRESHOLD = 0.5  # mean grey difference (0-255) below which a frame counts as unchanged
 STILL_REFRESH = 1.0  # a still scene is still segmented again this often (seconds)
 SINK_QUEUE_SECONDS = 2.0  # a sink may fall this far behind before its oldest frames are dropped
 
