@@ -278,9 +278,11 @@ def run(config: RunConfig, *, camera_factory: Callable[..., Any] | None = None) 
             else:
                 _window_loop(window, pipeline, controls)
         finally:
-            pipeline.stop()
-            if config.stats:
-                stats.write_json(config.stats)
+            try:
+                pipeline.stop()  # raises what a stage raised, after every sink is finalised
+            finally:
+                if config.stats:
+                    stats.write_json(config.stats)
         if controls.recording is not None and controls.recording is not recording:
             say(f"recording saved to {controls.recording.path}")
     return stats
