@@ -177,7 +177,7 @@ def _models(args: argparse.Namespace) -> int:
             f"{info.name:<30} {info.input_label:>18} {info.cpu_ms:>12.0f} "
             f"{1000 / info.cpu_ms:>8.1f}  {cached}"
         )
-    print("CPU figures: 2-core x86 CPU, 1280x720 frames (python benchmarks/models.py).")
+    print("CPU figures: 2-core x86 CPU, 1280x720 frames, measured with 'vbg bench'.")
     return 0
 
 

@@ -45,7 +45,7 @@ class ModelInfo:
     """A model vbg can run, with the figures ``vbg models`` shows.
 
     ``cpu_ms`` is the measured median milliseconds per mask on a 2-core x86 CPU at the default
-    input (``python benchmarks/models.py``).
+    input and a 1280x720 frame (``vbg bench``).
     """
 
     name: str
@@ -85,16 +85,16 @@ def _torchvision(name: str, size: int, cpu_ms: float) -> ModelInfo:
 MODELS: dict[str, ModelInfo] = {
     info.name: info
     for info in (
-        _torchvision("fcn_resnet50", 144, 400),
-        _torchvision("fcn_resnet101", 144, 678),
-        _torchvision("deeplabv3_resnet50", 144, 421),
-        _torchvision("deeplabv3_resnet101", 144, 622),
-        _torchvision("deeplabv3_mobilenet_v3_large", 256, 173),
-        _torchvision("lraspp_mobilenet_v3_large", 256, 87),
+        _torchvision("fcn_resnet50", 144, 409),
+        _torchvision("fcn_resnet101", 144, 502),
+        _torchvision("deeplabv3_resnet50", 144, 347),
+        _torchvision("deeplabv3_resnet101", 144, 550),
+        _torchvision("deeplabv3_mobilenet_v3_large", 256, 110),
+        _torchvision("lraspp_mobilenet_v3_large", 256, 54),
         ModelInfo(
             "mediapipe_selfie",
             "mediapipe",
-            13.6,
+            8.8,
             input_size=(256, 256),
             file="selfie_segmentation.tflite",
             sha256="9ee168ec7c8f2a16c56fe8e1cfbc514974cbbb7e434051b455635f1bd1462f5c",
@@ -102,7 +102,7 @@ MODELS: dict[str, ModelInfo] = {
         ModelInfo(
             "mediapipe_selfie_landscape",
             "mediapipe",
-            10.0,
+            6.8,
             input_size=(256, 144),
             file="selfie_segmentation_landscape.tflite",
             sha256="a77d03f4659b9f6b6c1f5106947bf40e99d7655094b6527f214ea7d451106edd",
