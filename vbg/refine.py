@@ -56,9 +56,12 @@ class TemporalSmoother:
     much the picture changed there since the last mask: where it is still, the new mask counts
     for ``1 - strength`` (noise averages out); where it moved by ``motion_scale`` grey levels or
     more, the new mask is taken as it is (the mask keeps up with the person, no trail).
-    The output then follows the running mask with a backlash of ``hysteresis``: a pixel's value
-    changes only when the running mask moves more than that away from it, so pixels near the
-    threshold do not toggle on noise. ``strength`` 0 and ``hysteresis`` 0 turn it off.
+    With ``flow``, the previous masks are first moved along the optical flow to the new frame
+    and the change is measured there, so a panning camera still counts as a still picture.
+    Near the 0.5 threshold (within ``HYSTERESIS_BAND``) the output then follows the running mask
+    with a backlash of ``hysteresis``: a pixel's value changes only when the running mask moves
+    more than that away from it, so edge pixels do not toggle on noise. ``strength`` 0 and
+    ``hysteresis`` 0 turn it off.
     """
 
     def __init__(
