@@ -19,6 +19,7 @@ in the main thread.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import os
 import threading
@@ -42,6 +43,7 @@ Frame = np.ndarray  # H x W x 3 uint8, BGR
 Mask = np.ndarray  # H x W float32 in [0, 1]
 
 JOIN_TIMEOUT = 5.0
+INFERENCE_NICENESS = 10  # how much lower the model thread's priority is (Linux)
 STILL_SIZE = (64, 36)  # frames are compared at this size to tell a still scene
 STILL_THRESHOLD = 0.5  # mean grey difference (0-255) below which a frame counts as unchanged
 STILL_REFRESH = 1.0  # a still scene is still segmented again this often (seconds)
@@ -182,6 +184,15 @@ def share_cores() -> int:
     threads = max(1, min(torch.get_num_threads(), cores - 1))
     torch.set_num_threads(threads)
     return threads
+
+
+def _yield_to_other_stages() -> None:
+    """Give the calling thread (the model's) a lower scheduling priority, so that capture,
+    compositing and the sinks run first when the cores are busy and frames never wait for the
+    model. Linux can do this per thread; elsewhere the call is not available and nothing changes
+    (the output then relies on share_cores alone)."""
+    with contextlib.suppress(AttributeError, OSError):  # not Linux: a speed aid, not a need
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), INFERENCE_NICENESS)
 
 
 class Pipeline:
@@ -354,6 +365,7 @@ class Pipeline:
         return False
 
     def _infer(self) -> None:
+        _yield_to_other_stages()
         for captured in self._newer_frames():
             if self._still(captured):
                 self.stats.count("masks_skipped")
