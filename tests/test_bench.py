@@ -9,30 +9,20 @@ import pytest
 
 from conftest import DATA, data_path
 from vbg.backgrounds import BlurBackground
+from vbg.bench import TimingSink
 from vbg.cli import main
 from vbg.compositor import Compositor
 from vbg.pipeline import Pipeline
 from vbg.segmenter import load_segmenter
-from vbg.sinks import Sink
 from vbg.sources import ImageSource
 from vbg.stats import Stats
-
-
-class _CountingSink(Sink):
-    name = "count"
-
-    def __init__(self) -> None:
-        self.frames = 0
-
-    def write(self, frame: object) -> None:
-        self.frames += 1
 
 
 @pytest.mark.parametrize("skip_still", [True, False])
 def test_a_still_scene_reuses_the_mask(fcn_weights: Path, skip_still: bool) -> None:
     still = data_path("images", "volcomix_doctor-5871743_640.jpg")
     segmenter = load_segmenter("fcn_resnet50", weights=fcn_weights, device="cpu", inference_size=48)
-    sink, stats = _CountingSink(), Stats()
+    sink, stats = TimingSink(), Stats()
     pipeline = Pipeline(
         ImageSource(still, fps=30.0), segmenter, Compositor(BlurBackground()), [sink],
         max_frames=45, stats=stats, skip_still=skip_still,
@@ -46,7 +36,7 @@ def test_a_still_scene_reuses_the_mask(fcn_weights: Path, skip_still: bool) -> N
         assert figures["masks"] <= 3 and figures["masks_skipped"] >= 10
     else:
         assert figures["masks"] >= 5 and "masks_skipped" not in figures
-    latency = figures["timings"]["latency_count"]
+    latency = figures["timings"]["latency_sink"]
     assert 0 < latency["p50_ms"] <= latency["p95_ms"]
     assert figures["timings"]["mask_age"]["p95_ms"] >= 0
     assert figures["cpu_percent"] > 0 and figures["peak_rss_mb"] > 100
