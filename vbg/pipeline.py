@@ -352,11 +352,12 @@ class Pipeline:
     def _still(self, captured: Captured) -> bool:
         """Whether ``captured`` barely differs from the last frame the model saw (and that was
         recently), so its mask can be reused: a still scene costs little CPU."""
+        if not self.skip_still:
+            return False
         tiny = grey(captured.frame, *STILL_SIZE)
         last = self._last_segmented
         if (
-            self.skip_still
-            and last is not None
+            last is not None
             and captured.captured_at - last[0] < STILL_REFRESH
             and float(cv2.absdiff(tiny, last[1]).mean()) < STILL_THRESHOLD
         ):
