@@ -91,7 +91,8 @@ def test_tracker_follows_a_person_over_several_frames() -> None:
     key_mask = _small(truth, 2)
     key = Keyframe(key_mask, grey(frame, key_mask.shape[1], key_mask.shape[0]), captured_at=0.0)
     tracker = FlowTracker(width=frame.shape[1] // 2)
-    tracker.track(key, frame, 0.0)
+    # The frame the model saw gets the model's mask as it is, at the model's resolution.
+    assert np.array_equal(tracker.track(key, frame, 0.0), key_mask)
     for step in range(1, 6):  # 4 pixels a frame at full size, five frames
         moved = tracker.track(key, np.roll(frame, 4 * step, axis=1), float(step))
     expected = np.roll(truth, 20, axis=1)[:, 40:-40]

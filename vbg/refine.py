@@ -183,11 +183,19 @@ class FlowTracker:
 
     def track(self, keyframe: Keyframe, frame: Frame, captured_at: float) -> Mask:
         """The keyframe's mask (h x w) moved to ``frame`` (H x W x 3 uint8 BGR), captured at
-        ``captured_at`` (frames come in capture order)."""
+        ``captured_at`` (frames come in capture order; keyframes too). A keyframe of this very
+        frame comes back as it is, at the model's resolution; a moved one is ``width`` wide."""
         frame_h, frame_w = frame.shape[:2]
         width = min(self.width, frame_w)
         height = max(8, round(frame_h * width / frame_w))
         now = grey(frame, width, height)
+        if keyframe.captured_at == captured_at:
+            # The mask is this frame's own: nothing to move, and later keyframes come from this
+            # frame or later ones, so the older flows are no longer needed either.
+            self._steps.clear()
+            self._steps.append(_Step(captured_at, now, None))
+            self._key_at, self._mask = None, None
+            return keyframe.mask
         last = self._steps[-1] if self._steps else None
         maps = None
         if last is not None and last.grey.shape == now.shape and last.captured_at < captured_at:
@@ -229,7 +237,6 @@ class MaskRefiner:
         self.feather = feather
         self._grey: Grey = np.zeros((0, 0), np.uint8)
         self._a: Mask = np.zeros((0, 0), np.float32)
-        self._up: Mask = np.zeros((0, 0), np.float32)
 
     def refine(self, mask: Mask, frame: Frame) -> Mask:
         """``mask`` (h x w float32) at the size of ``frame`` (H x W x 3 uint8 BGR)."""
@@ -249,7 +256,6 @@ class MaskRefiner:
         if self._grey.shape != (height, width):
             self._grey = np.empty((height, width), np.uint8)
             self._a = np.empty((height, width), np.float32)
-            self._up = np.empty((height, width), np.float32)
         cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY, dst=self._grey)
         guide = cv2.resize(self._grey, (small_w, small_h), interpolation=cv2.INTER_AREA)
         guide = guide.astype(np.float32) * (1.0 / 255.0)
@@ -261,24 +267,20 @@ class MaskRefiner:
         var_i = cv2.boxFilter(guide * guide, -1, size) - mean_i * mean_i
         a = cov_ip / (var_i + self.eps)
         b = mean_p - a * mean_i
-        # q = mean(a) * I + mean(b), with mean(a) and mean(b) upsampled to full size.
-        cv2.resize(cv2.boxFilter(a, -1, size), (width, height), dst=self._a)
-        out = cv2.resize(cv2.boxFilter(b, -1, size), (width, height))
-        cv2.multiply(self._a, self._grey, dst=self._a, scale=1.0 / 255.0, dtype=cv2.CV_32F)
-        cv2.add(out, self._a, dst=out)
-        np.clip(out, 0.0, 1.0, out=out)
         # Refine only along the edge: where the model is sure (all room or all person around a
         # pixel), keep its answer, so no texture of the frame leaks into the mask.
-        # trust = min(m, 1 - m) / SURE, at most 1: 0 where the model is sure, 1 along the edge;
-        # out = up + trust * (guided - up). In place, in the kept buffers.
-        up = cv2.resize(mask, (width, height), dst=self._up, interpolation=cv2.INTER_LINEAR)
-        np.subtract(1.0, up, out=self._a)
-        np.minimum(up, self._a, out=self._a)
-        np.multiply(self._a, 1.0 / SURE, out=self._a)
-        np.minimum(self._a, 1.0, out=self._a)
-        out -= up
-        out *= self._a
-        out += up
+        # trust = min(m, 1 - m) / SURE, at most 1: 0 where the model is sure, 1 along the edge.
+        # out = m + trust * (mean(a) * I + mean(b) - m) = trust * mean(a) * I + c, with the
+        # factors of I folded at low resolution, so full size takes two resizes, one multiply
+        # and one add.
+        trust = np.minimum(np.minimum(mask, 1.0 - mask) * (1.0 / SURE), 1.0)
+        a = cv2.boxFilter(a, -1, size) * trust * (1.0 / 255.0)
+        c = mask + trust * (cv2.boxFilter(b, -1, size) - mask)
+        cv2.resize(a, (width, height), dst=self._a)
+        out = cv2.resize(c, (width, height))
+        cv2.multiply(self._a, self._grey, dst=self._a, dtype=cv2.CV_32F)
+        cv2.add(out, self._a, dst=out)
+        np.clip(out, 0.0, 1.0, out=out)
         return out
 
 
