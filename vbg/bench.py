@@ -171,10 +171,17 @@ class TimingSink(Sink):
 
 
 def bench_pipeline(
-    name: str, clip: Path, seconds: float, *, still: Path | None = None, device: str = "cpu"
+    name: str,
+    clip: Path,
+    seconds: float,
+    *,
+    still: Path | None = None,
+    device: str = "cpu",
+    skip_still: bool = True,
 ) -> dict[str, Any]:
     """Run the live pipeline for ``seconds`` on a paced 30 fps 1280x720 camera made of ``clip``
-    (or of the still picture ``still``); return its figures."""
+    (or of the still picture ``still``); return its figures. ``skip_still`` False segments
+    every frame, even one that barely changed."""
     segmenter, real = bench_segmenter(name, device)
     source = (
         ImageSource(still, width=1280, height=720, fps=30.0)
@@ -189,6 +196,7 @@ def bench_pipeline(
         [TimingSink()],
         max_frames=max(1, round(30 * seconds)),
         stats=stats,
+        skip_still=skip_still,
     )
     pipeline.start()
     try:
@@ -221,6 +229,7 @@ def run_bench(
     repeat: int = 20,
     pipeline_models: Sequence[str] | None = None,
     still: bool = False,
+    skip_still: bool = True,
 ) -> dict[str, Any]:
     """All three parts; ``data`` is the shared data folder (videos/, backgrounds/, images/)."""
     clip = data / "videos" / "volcomix_doctor-26732.mp4"
@@ -241,10 +250,12 @@ def run_bench(
         "pipeline": [],
     }
     for name in pipeline_models if pipeline_models is not None else models:
-        result["pipeline"].append(bench_pipeline(name, clip, seconds))
+        result["pipeline"].append(bench_pipeline(name, clip, seconds, skip_still=skip_still))
         if still:
             picture = data / "images" / "volcomix_doctor-5871743_640.jpg"
-            result["pipeline"].append(bench_pipeline(name, clip, seconds, still=picture))
+            result["pipeline"].append(
+                bench_pipeline(name, clip, seconds, still=picture, skip_still=skip_still)
+            )
     return result
 
 

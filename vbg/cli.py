@@ -125,6 +125,12 @@ def _build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeat", type=int, default=20, help="timed runs per model; 20")
     bench.add_argument("--pipeline-models", nargs="*", help="models for the pipeline part; all")
     bench.add_argument("--still", action="store_true", help="also run the pipeline on a still")
+    bench.add_argument(
+        "--no-skip-still",
+        dest="skip_still",
+        action="store_false",
+        help="segment every frame in the pipeline part, even one that barely changed",
+    )
     bench.add_argument("--json", type=Path, help="also write the figures as JSON here")
 
     models = commands.add_parser("models", help="list the models; 'fetch NAME' caches weights")
@@ -250,6 +256,7 @@ def _bench(args: argparse.Namespace) -> int:
         repeat=args.repeat,
         pipeline_models=args.pipeline_models,
         still=args.still,
+        skip_still=args.skip_still,
     )
     print(format_bench(result))
     if args.json:
