@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -19,6 +20,19 @@ def data_path(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"test data {path} is absent (shared/ must sit beside the checkout)")
     return path
+
+
+def decode_video(path: Path) -> list[np.ndarray]:
+    """Every frame of a video file, decoded by OpenCV's FFmpeg (H x W x 3 uint8 BGR)."""
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    capture.release()
+    return frames
 
 
 @pytest.fixture(scope="session")

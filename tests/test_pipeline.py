@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import StandInCamera, data_path
+from conftest import StandInCamera, data_path, decode_video
 from vbg.app import Controls, run
 from vbg.backgrounds import BlurBackground, ColorBackground, PassThrough, open_background
 from vbg.compositor import Compositor
@@ -26,16 +26,7 @@ from vbg.sources import Source, VideoFileSource
 CLIP = ("videos", "volcomix_thoughtful-35590.mp4")  # 640x360, a man sitting outdoors
 
 
-def _decode(path: Path) -> list[np.ndarray]:
-    capture = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    capture.release()
-    return frames
+_decode = decode_video
 
 
 def test_latest_slot_keeps_only_the_newest() -> None:
@@ -180,9 +171,7 @@ def test_keys_switch_background_mirror_and_recording(tmp_path: Path, fcn_weights
     memory = _MemorySink()
     pipeline = Pipeline(source, _segmenter(fcn_weights), compositor, [memory])
     config = dataclasses.replace(RunConfig(), record_dir=tmp_path)
-    controls = Controls(
-        compositor, pipeline, config, size=(640, 360), fps=25.0, recording=None, label="test"
-    )
+    controls = Controls(compositor, pipeline, config, size=(640, 360), fps=25.0, recording=None)
     first = compositor.background.name
     controls.handle("next", None)
     assert compositor.background.name != first
@@ -217,6 +206,7 @@ def test_keys_switch_background_mirror_and_recording(tmp_path: Path, fcn_weights
     finally:
         pipeline.stop()
     frames = _decode(recording.path)
+    assert recording.path.suffix == ".mkv"  # the kind that plays even after a crash
     assert len(frames) >= 10 and frames[0].shape == (360, 640, 3)
     snapshots = list(tmp_path.glob("vbg-snapshot-*.png"))
     assert len(snapshots) == 1 and cv2.imread(str(snapshots[0])).shape == (360, 640, 3)

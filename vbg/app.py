@@ -31,7 +31,7 @@ from vbg.config import RunConfig
 from vbg.errors import SinkError
 from vbg.pipeline import Pipeline
 from vbg.preview import PreviewWindow, draw_overlay
-from vbg.segmenter import load_segmenter
+from vbg.segmenter import Segmenter, load_segmenter
 from vbg.sinks import RecordingSink, Sink, VirtualCameraSink
 from vbg.sources import open_source
 from vbg.stats import Stats
@@ -46,7 +46,7 @@ def say(message: str) -> None:
 
 
 def timestamped(folder: Path, prefix: str, suffix: str) -> Path:
-    """A new file name in ``folder`` such as vbg-20260101-120000.mp4."""
+    """A new file name in ``folder`` such as vbg-20260101-120000.mkv."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     path = folder / f"{prefix}-{stamp}{suffix}"
     n = 1
@@ -84,7 +84,6 @@ class Controls:
         size: tuple[int, int],
         fps: float,
         recording: RecordingSink | None,
-        label: str,
     ) -> None:
         self.compositor = compositor
         self.pipeline = pipeline
@@ -92,7 +91,6 @@ class Controls:
         self.size = size
         self.fps = fps
         self.recording = recording
-        self.label = label
         self.configured: Background = compositor.background
         self.show_help = False
         self._color_index = -1
@@ -106,10 +104,16 @@ class Controls:
         self._notice, self._notice_until = text, time.monotonic() + NOTICE_SECONDS
         say(text)
 
+    def show_messages(self) -> None:
+        """Show and log what the pipeline has to say (a lost camera, a model moved to the CPU)."""
+        while (text := self.pipeline.messages.get(timeout=0)) is not None:
+            self.notify(text)
+
     def status_lines(self) -> list[str]:
+        segmenter = self.pipeline.segmenter
         lines = [
             f"out {self._fps_out.update():4.1f} fps  mask {self._mask_fps.update():4.1f} fps  "
-            f"{self.label}",
+            f"{segmenter.name} on {segmenter.device.type}",
             f"background: {self.compositor.background.name}"
             + ("  mirror" if self.compositor.mirror else "")
             + ("  REC" if self.recording else "")
@@ -164,7 +168,7 @@ class Controls:
             self.pipeline.remove_sink(recording)
             self.notify(f"recording saved to {recording.path} ({recording.frames_written} frames)")
             return
-        path = timestamped(self.config.record_dir, "vbg", ".mp4")
+        path = timestamped(self.config.record_dir, "vbg", ".mkv")  # plays even after a crash
         try:
             self.recording = RecordingSink(path, *self.size, self.fps)
         except SinkError as exc:
@@ -207,12 +211,16 @@ def run(config: RunConfig, *, camera_factory: Callable[..., Any] | None = None) 
         )
         background = open_background(config.background, blur_weighted=config.blur_weighted)
         stack.callback(background.close)
-        segmenter = load_segmenter(
-            config.model,
-            weights=config.weights,
-            device=config.device,
-            inference_size=config.inference_size,
-        )
+
+        def load(device: str) -> Segmenter:
+            return load_segmenter(
+                config.model,
+                weights=config.weights,
+                device=device,
+                inference_size=config.inference_size,
+            )
+
+        segmenter = load(config.device)
         size, fps = (source.width, source.height), config.fps or source.fps
         label = f"{segmenter.name} on {segmenter.device.type}"
         stats.info.update(
@@ -265,22 +273,22 @@ def run(config: RunConfig, *, camera_factory: Callable[..., Any] | None = None) 
             max_frames=config.max_frames,
             stats=stats,
             skip_still=config.skip_still,
+            fallback=lambda: load("cpu"),
         )
-        controls = Controls(
-            compositor, pipeline, config, size=size, fps=fps, recording=recording, label=label
-        )
+        controls = Controls(compositor, pipeline, config, size=size, fps=fps, recording=recording)
         say(f"running: {source.description} {size[0]}x{size[1]} at {fps:g} fps, {label}")
         pipeline.start()
         try:
             if window is None:
                 while not pipeline.wait(0.2):
-                    pass
+                    controls.show_messages()
             else:
                 _window_loop(window, pipeline, controls)
         finally:
             try:
                 pipeline.stop()  # raises what a stage raised, after every sink is finalised
             finally:
+                controls.show_messages()
                 if config.stats:
                     stats.write_json(config.stats)
         if controls.recording is not None and controls.recording is not recording:
@@ -293,6 +301,7 @@ def _window_loop(window: PreviewWindow, pipeline: Pipeline, controls: Controls) 
     last: Frame | None = None
     while pipeline.running and frames is not None:
         frame = frames.get(timeout=0.03)
+        controls.show_messages()
         if frame is not None:
             last = frame
             window.show(draw_overlay(frame, controls.status_lines(), show_help=controls.show_help))

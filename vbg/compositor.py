@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from vbg.backgrounds import Background, BlurBackground, PassThrough
+from vbg.errors import BackgroundError
 
 Frame = np.ndarray  # H x W x 3 uint8, BGR
 Mask = np.ndarray  # H x W float32 in [0, 1], 1 = person
@@ -29,6 +30,19 @@ def composite(frame: Frame, mask: Mask, background: Frame, inverse: Mask | None 
     return cv2.blendLinear(frame, background, mask, inverse)
 
 
+def banner(frame: Frame, text: str) -> Frame:
+    """A copy of ``frame`` (H x W x 3 uint8 BGR) with ``text`` on a dark strip along the bottom,
+    for what every viewer should see (the camera was lost)."""
+    out = frame.copy()
+    height, width = out.shape[:2]
+    scale = max(0.4, height / 720.0)
+    strip = max(16, int(36 * scale))
+    out[height - strip :] //= 3
+    cv2.putText(out, text, (int(12 * scale), height - int(strip * 0.3)), cv2.FONT_HERSHEY_SIMPLEX,
+                0.8 * scale, (255, 255, 255), max(1, int(2 * scale)), cv2.LINE_AA)  # fmt: skip
+    return out
+
+
 class Compositor:
     """Holds the current Background and the output settings; composites frames with masks.
 
@@ -36,6 +50,9 @@ class Compositor:
     composited; the switch takes effect on the next frame. ``light_wrap`` (0-1) lets the
     background's light spill a little onto the person's edge, for image, video and colour
     backgrounds.
+
+    A background that fails while it is shown (a video that stops decoding) is replaced by the
+    one shown before it (or the blurred room), with a notice for the user (:meth:`take_notices`).
     """
 
     def __init__(
@@ -43,6 +60,8 @@ class Compositor:
     ) -> None:
         self._lock = threading.Lock()
         self._background = background
+        self._previous: Background = BlurBackground()
+        self._notices: list[str] = []
         self.mirror = mirror
         self.light_wrap = light_wrap
         self._inverse: Mask = np.zeros((0, 0), np.float32)
@@ -57,7 +76,28 @@ class Compositor:
     def set_background(self, background: Background) -> None:
         """Use ``background`` from the next frame on."""
         with self._lock:
-            self._background = background
+            if background is not self._background:
+                self._previous, self._background = self._background, background
+
+    def take_notices(self) -> list[str]:
+        """What went wrong with backgrounds since the last call, as messages for the user."""
+        with self._lock:
+            notices, self._notices = self._notices, []
+        return notices
+
+    def _render(self, frame: Frame, t: float, mask: Mask | None) -> Frame | None:
+        """The background's frame; a failing background is swapped for the previous one."""
+        chosen = self.background
+        try:
+            return chosen.render(frame, t, mask)
+        except BackgroundError as exc:
+            with self._lock:
+                previous = self._previous
+                if previous is chosen or isinstance(previous, PassThrough):
+                    previous = BlurBackground()  # never show the room because of a bad file
+                self._background, self._previous = previous, BlurBackground()
+                self._notices.append(f"{exc} Showing {previous.name} instead.")
+            return previous.render(frame, t, mask)
 
     def composite(self, frame: Frame, mask: Mask | None, t: float) -> Frame:
         """The output frame for ``frame`` (H x W x 3 uint8 BGR) at time ``t`` seconds.
@@ -69,7 +109,8 @@ class Compositor:
         if isinstance(chosen, PassThrough):
             out = frame
         else:
-            background = chosen.render(frame, t, mask)
+            background = self._render(frame, t, mask)
+            chosen = self.background
             if background is None:
                 out = frame
             elif mask is None:

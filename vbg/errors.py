@@ -24,6 +24,10 @@ class SourceError(VbgError):
     """The camera or input file cannot be opened or read."""
 
 
+class SourceLost(SourceError):
+    """A live source (a camera) stopped sending frames mid-run; it may come back (reopen)."""
+
+
 class BackgroundError(VbgError):
     """A background spec, image, folder or video is wrong or unreadable."""
 

@@ -13,7 +13,13 @@ All of vbg's threading lives in this module.
 - Each sink has its own thread, so a slow recorder never stalls the virtual camera.
 
 One stop event ends everything; a worker's exception is kept and raised by :meth:`Pipeline.stop`
-in the main thread.
+in the main thread. What the user should know while it runs (the camera was lost and is back,
+the model moved to the CPU, a background could not be shown) travels to the main thread as text
+messages on :attr:`Pipeline.messages`.
+
+Faults it rides out: a camera that stops sending frames (the output repeats the last frame with
+a notice while the camera is reopened with backoff), and a model that fails on a GPU (it is
+loaded again on the CPU, once).
 """
 
 from __future__ import annotations
@@ -31,7 +37,8 @@ import cv2
 import numpy as np
 import torch
 
-from vbg.compositor import Compositor
+from vbg.compositor import Compositor, banner
+from vbg.errors import SourceLost
 from vbg.refine import Keyframe, MaskOptions, MaskPath, grey
 from vbg.segmenter import Segmenter
 from vbg.sinks import Sink
@@ -48,14 +55,19 @@ STILL_SIZE = (64, 36)  # frames are compared at this size to tell a still scene
 STILL_THRESHOLD = 0.5  # mean grey difference (0-255) below which a frame counts as unchanged
 STILL_REFRESH = 1.0  # a still scene is still segmented again this often (seconds)
 SINK_QUEUE_SECONDS = 2.0  # a sink may fall this far behind before its oldest frames are dropped
+RECONNECT_FIRST = 0.5  # seconds before the first try to reopen a lost camera; doubled each try
+RECONNECT_MAX = 5.0  # at most this long between tries
+LOST_NOTICE = "camera lost, reconnecting..."
 
 
 @dataclasses.dataclass(frozen=True)
 class Captured:
-    """A frame from the source with its capture time (``time.monotonic()``)."""
+    """A frame from the source with its capture time (``time.monotonic()``); ``lost``: the last
+    good frame shown again while the camera is gone."""
 
     frame: Frame
     captured_at: float
+    lost: bool = False
 
 
 class LatestSlot(Generic[T]):
@@ -202,6 +214,8 @@ class Pipeline:
     the preview window. ``max_frames`` stops the pipeline after that many output frames (0: never).
     ``skip_still``: when a frame barely differs from the one the model last saw (under a second
     ago), the model skips it and the mask is reused.
+    ``fallback`` builds the same segmenter on the CPU; when the model fails on another device, it
+    is used from then on (once).
     """
 
     def __init__(
@@ -216,6 +230,7 @@ class Pipeline:
         max_frames: int = 0,
         stats: Stats | None = None,
         skip_still: bool = True,
+        fallback: Callable[[], Segmenter] | None = None,
     ) -> None:
         self.source = source
         self.segmenter = segmenter
@@ -225,6 +240,9 @@ class Pipeline:
         self.display_frames: DropOldestQueue[Frame] | None = DropOldestQueue(1) if display else None
         self._path = MaskPath(mask_options)
         self.skip_still = skip_still
+        self.fallback = fallback
+        self.messages: DropOldestQueue[str] = DropOldestQueue(32)
+        self._lost = threading.Event()  # the live source is gone; being reopened
         self._last_segmented: tuple[float, np.ndarray] | None = None
         self._frames: LatestSlot[Captured] = LatestSlot()
         self._masks: LatestSlot[Keyframe] = LatestSlot()
@@ -321,10 +339,21 @@ class Pipeline:
         self._frames.close()
         self._finished.set()
 
+    def post(self, text: str) -> None:
+        """Send the user a message (the main thread shows and logs it)."""
+        self.messages.put(text)
+
     def _capture(self) -> None:
         while not self._stop.is_set():
             started = time.perf_counter()
-            frame = self.source.read()
+            try:
+                frame = self.source.read()
+            except SourceLost as exc:
+                if not self.source.live:
+                    raise
+                if not self._reconnect(exc):  # stopped while the camera was gone
+                    break
+                continue
             if frame is None:  # end of a file
                 break
             self.stats.add_time("capture", time.perf_counter() - started)
@@ -332,18 +361,43 @@ class Pipeline:
             self._frames.put(Captured(frame, time.monotonic()))
         self._frames.close()
 
-    def _newer_frames(self, counter: str | None = None) -> Iterator[Captured]:
+    def _reconnect(self, exc: SourceLost) -> bool:
+        """Reopen the lost source, waiting longer after each failed try, until it is back (True)
+        or the pipeline stops (False). Meanwhile the compositor repeats the last frame."""
+        self._lost.set()
+        self.stats.count("source_lost")
+        self.post(f"{exc} Reconnecting...")
+        delay = RECONNECT_FIRST
+        while not self._stop.wait(delay):
+            try:
+                self.source.reopen()
+            except SourceLost:
+                delay = min(2.0 * delay, RECONNECT_MAX)
+                continue
+            self._lost.clear()
+            self.post(f"{self.source.description} is back.")
+            return True
+        return False
+
+    def _newer_frames(self, counter: str | None = None, repeat: bool = False) -> Iterator[Captured]:
         """Each newest captured frame once, until stop or the end of the source.
 
         Frames that were replaced before this reader got to them are counted in ``counter``.
+        ``repeat``: while the source is lost, the last frame again at the source's rate, marked.
         """
         seen = 0
+        last: Captured | None = None
+        period = 1.0 / self.source.fps
         while not self._stop.is_set():
-            item = self._frames.wait_newer(seen, timeout=0.1)
+            lost = self._lost.is_set()
+            item = self._frames.wait_newer(seen, timeout=period if lost else 0.1)
             if item is None:
                 if self._frames.closed:
                     return
+                if repeat and lost and last is not None:
+                    yield Captured(last.frame, time.monotonic(), lost=True)
                 continue
+            last = item[1]
             if counter and seen and item[0] > seen + 1:
                 self.stats.count(counter, item[0] - seen - 1)
             seen = item[0]
@@ -372,19 +426,38 @@ class Pipeline:
                 self.stats.count("masks_skipped")
                 continue
             started = time.perf_counter()
-            small = self.segmenter.predict(captured.frame)
+            small = self._predict(captured.frame)
             keyframe = self._path.keyframe(small, captured.frame, captured.captured_at)
             self.stats.add_time("segment", time.perf_counter() - started)
             self.stats.count("masks")
             self._masks.put(keyframe)
 
+    def _predict(self, frame: Frame) -> Mask:
+        """The segmenter's mask for ``frame``; a model failing on a GPU moves to the CPU once."""
+        try:
+            return self.segmenter.predict(frame)
+        except Exception as exc:  # CUDA or MPS out of memory, a driver error: RuntimeError
+            if self.segmenter.device.type == "cpu" or self.fallback is None:
+                raise
+            failed = self.segmenter.device.type
+            self.segmenter = self.fallback()
+            share_cores()
+            self.stats.info["device"] = f"{self.segmenter.device.type} (after {failed} failed)"
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            self.post(
+                f"The model failed on {failed} ({reason}); running it on the CPU from now on."
+            )
+            return self.segmenter.predict(frame)
+
     def _composite(self) -> None:
         frames_out = 0
+        mask: Mask | None = None
         try:
-            for captured in self._newer_frames("frames_skipped"):
+            for captured in self._newer_frames("frames_skipped", repeat=True):
                 _, keyframe = self._masks.latest()
-                mask = None
-                if keyframe is not None:
+                if captured.lost:
+                    pass  # the same frame again: the same mask
+                elif keyframe is not None:
                     started = time.perf_counter()
                     mask = self._path.mask_for(keyframe, captured.frame, captured.captured_at)
                     self.stats.add_time("refine", time.perf_counter() - started)
@@ -393,7 +466,11 @@ class Pipeline:
                 out = self.compositor.composite(
                     captured.frame, mask, captured.captured_at - self._started_at
                 )
+                if captured.lost:
+                    out = banner(out, LOST_NOTICE)
                 self.stats.add_time("composite", time.perf_counter() - started)
+                for text in self.compositor.take_notices():
+                    self.post(text)
                 with self._sinks_lock:
                     runners = list(self._sinks)
                 output = Captured(out, captured.captured_at)

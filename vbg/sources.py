@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from vbg.backgrounds import IMAGE_SUFFIXES, cover, read_image
-from vbg.errors import BackgroundError, SourceError
+from vbg.errors import BackgroundError, SourceError, SourceLost
 
 Frame = np.ndarray  # H x W x 3 uint8, BGR
 
@@ -33,10 +33,18 @@ class Source:
     height: int
     fps: float
     description: str
+    live = False  # a camera: read may raise SourceLost, and reopen may bring it back
 
     def read(self) -> Frame | None:
-        """The next frame (H x W x 3 uint8 BGR), or None at the end of a file."""
+        """The next frame (H x W x 3 uint8 BGR), or None at the end of a file.
+
+        A live source raises :class:`SourceLost` when its device stops sending frames.
+        """
         raise NotImplementedError
+
+    def reopen(self) -> None:
+        """Open a lost live source again; raises :class:`SourceLost` while it is still gone."""
+        raise SourceLost(f"{self.description} cannot be reopened.")
 
     def close(self) -> None:
         """Release the camera or file."""
@@ -116,23 +124,38 @@ class _CaptureSource(Source):
         self._capture.release()
 
 
+def _open_camera(index: int, width: int, height: int, fps: float) -> cv2.VideoCapture | None:
+    """Camera ``index`` opened and asked for that size and rate; None if it does not open."""
+    capture = cv2.VideoCapture(index)
+    if not capture.isOpened():
+        capture.release()
+        return None
+    ask_w, ask_h = (width, height) if width else CAMERA_DEFAULT_SIZE
+    capture.set(cv2.CAP_PROP_FRAME_WIDTH, ask_w)
+    capture.set(cv2.CAP_PROP_FRAME_HEIGHT, ask_h)
+    capture.set(cv2.CAP_PROP_FPS, fps or CAMERA_DEFAULT_FPS)
+    return capture
+
+
 class CameraSource(_CaptureSource):
-    """A physical camera opened by index with OpenCV; it paces itself."""
+    """A physical camera opened by index with OpenCV; it paces itself.
+
+    When it stops sending frames (unplugged), ``read`` raises :class:`SourceLost` and
+    :meth:`reopen` tries to open it again.
+    """
+
+    live = True
 
     def __init__(self, index: int, *, width: int = 0, height: int = 0, fps: float = 0.0) -> None:
         self.description = f"camera {index}"
         self._index = index
-        capture = cv2.VideoCapture(index)
-        if not capture.isOpened():
-            capture.release()
+        self._ask = (width, height, fps)
+        capture = _open_camera(index, width, height, fps)
+        if capture is None:
             raise SourceError(
                 f"Camera {index} could not be opened. Check that it is plugged in and not used by "
                 "another program, or pick another with --source (a camera index or a video file)."
             )
-        ask_w, ask_h = (width, height) if width else CAMERA_DEFAULT_SIZE
-        capture.set(cv2.CAP_PROP_FRAME_WIDTH, ask_w)
-        capture.set(cv2.CAP_PROP_FRAME_HEIGHT, ask_h)
-        capture.set(cv2.CAP_PROP_FPS, fps or CAMERA_DEFAULT_FPS)
         first = _first_frame(capture)
         if first is None:
             raise SourceError(
@@ -146,11 +169,16 @@ class CameraSource(_CaptureSource):
     def _read_raw(self) -> Frame | None:
         ok, frame = self._capture.read()
         if not ok or frame is None:
-            raise SourceError(
-                f"Camera {self._index} stopped sending frames (unplugged?). "
-                "Plug it back in and start vbg again."
-            )
+            raise SourceLost(f"Camera {self._index} stopped sending frames (unplugged?).")
         return frame
+
+    def reopen(self) -> None:
+        self._capture.release()
+        capture = _open_camera(self._index, *self._ask)
+        first = _first_frame(capture) if capture is not None else None
+        if capture is None or first is None:
+            raise SourceLost(f"Camera {self._index} is still gone.")
+        self._capture, self._first = capture, first
 
 
 class VideoFileSource(_CaptureSource):
