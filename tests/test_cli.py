@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import data_path
+from conftest import data_path, decode_video
 from vbg.cli import main
 
 
@@ -241,3 +241,21 @@ def test_interrupt_finalises_the_recording(
     while capture.read()[0]:
         frames += 1
     assert frames > 10 and frames == int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+
+
+def test_a_killed_recording_plays_up_to_where_it_was(tmp_path: Path, fcn_weights: Path) -> None:
+    clip = str(data_path("videos", "volcomix_thoughtful-35590.mp4"))
+    out = tmp_path / "out.mkv"
+    command = [sys.executable, "-m", "vbg", "--source", clip, "--loop", "--no-preview"]
+    command += ["--no-virtual-cam", "--record", str(out), "--weights", str(fcn_weights)]
+    with subprocess.Popen([*command, "--inference-size", "64"], stderr=subprocess.DEVNULL) as vbg:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (not out.exists() or out.stat().st_size < 800_000):
+            time.sleep(0.2)
+        vbg.send_signal(signal.SIGKILL)  # no chance to finalise anything
+        vbg.wait(30)
+    assert vbg.returncode == -signal.SIGKILL
+    frames = decode_video(out)  # FFmpeg's Matroska demuxer and MPEG-4 decoder
+    assert len(frames) > 20  # about 800 kB of 640x360 video at 25 fps
+    assert all(frame.shape == (360, 640, 3) for frame in frames)
+    assert frames[-1].std() > 10  # a real picture, not a grey decoder error frame
