@@ -1,4 +1,5 @@
-"""The ``vbg`` command: ``run`` (the default), ``process`` and ``models``.
+"""The ``vbg`` command: ``run`` (the default), ``process``, ``models``, ``eval``, ``bench`` and
+``doctor``.
 
 The only place where a config file and flags become a :class:`RunConfig`, and where a
 :class:`VbgError` becomes one line on stderr and a non-zero exit code.
@@ -21,7 +22,7 @@ from vbg.models import FETCH_SOURCES
 if TYPE_CHECKING:
     from vbg.segmenter import Segmenter
 
-SUBCOMMANDS = ("run", "process", "models", "eval", "bench")
+SUBCOMMANDS = ("run", "process", "models", "eval", "bench", "doctor")
 _EVAL_MASK_KEYS = ("mask_smoothing", "hysteresis", "propagate", "refine", "feather")
 
 
@@ -86,7 +87,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "--virtual-cam", action=argparse.BooleanOptionalAction, help="send to the virtual camera"
     )
     run.add_argument("--preview", action=argparse.BooleanOptionalAction, help="preview window")
-    run.add_argument("--record", help="also record the output to this video file (.mp4)")
+    run.add_argument(
+        "--record", help="also record the output to this file (.mkv plays even after a crash; .mp4)"
+    )
     run.add_argument("--record-dir", help="folder for recordings and snapshots made with keys")
     run.add_argument("--mirror", action=argparse.BooleanOptionalAction, help="flip left-right")
     run.add_argument("--max-frames", type=int, help="stop after this many output frames")
@@ -133,6 +136,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--json", type=Path, help="also write the figures as JSON here")
 
+    commands.add_parser("doctor", help="check what 'vbg run' needs, each with its fix")
     models = commands.add_parser("models", help="list the models; 'fetch NAME' caches weights")
     models.add_argument("action", nargs="?", default="list", help="list (default) or fetch")
     models.add_argument("names", nargs="*", help="models to fetch")
@@ -282,6 +286,20 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _doctor() -> int:
+    from vbg.doctor import run_checks
+
+    checks = run_checks()
+    for check in checks:
+        print(check.line())
+    missing = [check.name for check in checks if check.needed and not check.ok]
+    if missing:
+        print(f"vbg run needs: {', '.join(missing)} (see the fixes above)")
+        return 1
+    print("everything vbg run needs is here")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``vbg`` command; returns the exit code."""
     arguments = list(sys.argv[1:] if argv is None else argv)
@@ -300,6 +318,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _eval(args)
         if args.command == "bench":
             return _bench(args)
+        if args.command == "doctor":
+            return _doctor()
         return _run(args)
     except VbgError as exc:
         print(f"vbg: error: {exc}", file=sys.stderr)

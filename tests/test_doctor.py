@@ -1,0 +1,88 @@
+"""vbg doctor: each check on the situations a user meets, and the command on this machine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vbg.cli import main
+from vbg.doctor import check_cameras, check_display, check_virtual_camera, check_weights
+
+
+def _sysfs(root: Path, *, module: bool, label: str | None = None, caps: str = "Y") -> Path:
+    """A /sys tree as Linux shows it: a real camera video0, and a loopback video10 if ``label``."""
+    real = root / "devices" / "pci0000:00" / "usb1" / "video4linux" / "video0"
+    real.mkdir(parents=True)
+    (real / "name").write_text("Integrated Camera\n")
+    links = root / "class" / "video4linux"
+    links.mkdir(parents=True)
+    (links / "video0").symlink_to(real)
+    if module:
+        params = root / "module" / "v4l2loopback" / "parameters"
+        params.mkdir(parents=True)
+        (params / "exclusive_caps").write_text(caps + "\n")
+    if label is not None:
+        loop = root / "devices" / "virtual" / "video4linux" / "video10"
+        loop.mkdir(parents=True)
+        (loop / "name").write_text(label + "\n")
+        (links / "video10").symlink_to(loop)
+    return root
+
+
+def test_virtual_camera_check_names_the_fix(tmp_path: Path) -> None:
+    missing = check_virtual_camera(system="Linux", sysfs=_sysfs(tmp_path / "a", module=False))
+    assert not missing.ok and "v4l2loopback is not loaded" in missing.line()
+    assert 'card_label="vbg camera" exclusive_caps=1' in missing.line()
+    unnamed = check_virtual_camera(
+        system="Linux", sysfs=_sysfs(tmp_path / "b", module=True, label="Dummy video device")
+    )
+    assert not unnamed.ok and "no v4l2loopback device is named 'vbg camera'" in unnamed.line()
+    no_caps = check_virtual_camera(
+        system="Linux", sysfs=_sysfs(tmp_path / "c", module=True, label="vbg camera", caps="N")
+    )
+    assert not no_caps.ok and "exclusive_caps is 'N'" in no_caps.line()
+    good = check_virtual_camera(
+        system="Linux", sysfs=_sysfs(tmp_path / "d", module=True, label="vbg camera")
+    )
+    assert good.ok and good.line() == "ok    virtual camera: /dev/video10 is 'vbg camera', " \
+        "exclusive_caps on"  # fmt: skip
+
+
+def test_camera_check_skips_loopback_devices_and_suggests_one_that_works(tmp_path: Path) -> None:
+    sysfs = _sysfs(tmp_path, module=True, label="vbg camera")
+    probed: list[int] = []
+
+    def opens(index: int) -> bool:
+        probed.append(index)
+        return True
+
+    check = check_cameras(system="Linux", sysfs=sysfs, opens=opens)
+    assert probed == [0] and check.ok and check.found == "camera 0 sends frames"
+    wrong = check_cameras(system="Linux", sysfs=sysfs, opens=opens, default="3")
+    assert not wrong.ok and "use --source 0" in wrong.line()
+    none = check_cameras(system="Linux", sysfs=tmp_path / "nothing", opens=opens)
+    assert not none.ok and none.needed and "no /dev/video* camera devices" in none.line()
+
+
+def test_display_is_a_warning_only() -> None:
+    check = check_display(system="Linux", env={})
+    assert not check.ok and not check.needed
+    assert check.line().startswith("warn  display: no DISPLAY") and "--no-preview" in check.line()
+    assert check_display(system="Linux", env={"DISPLAY": ":99"}).ok
+
+
+def test_weights_check_says_how_to_fetch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VBG_CACHE_DIR", str(tmp_path))
+    check = check_weights("mediapipe_selfie")
+    assert not check.ok and "Fix: vbg models fetch mediapipe_selfie" in check.line()
+
+
+def test_doctor_on_this_machine_fails_for_the_camera(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["doctor"])
+    out = capsys.readouterr().out.splitlines()
+    assert code == 1  # no webcam and no v4l2loopback here
+    names = [line[6:].split(":")[0] for line in out[:-1]]
+    assert names[:2] == ["python", "torch"] and "cameras" in names and "virtual camera" in names
+    assert any(line.startswith("FAIL  cameras: camera 0 does not open") for line in out)
+    assert out[-1].startswith("vbg run needs: ") and "cameras" in out[-1]
