@@ -129,7 +129,7 @@ def _check_ranges(config: RunConfig, origin: str) -> None:
         value = getattr(config, key)
         if value and (value < 16 or value > 7680 or value % 2):
             fail(key, "must be an even number between 16 and 7680")
-    if config.fps < 0 or config.fps > 240:
+    if not 0 <= config.fps <= 240:  # written so that NaN fails too
         fail("fps", "must be between 0 and 240")
     if not 0.0 <= config.mask_smoothing < 1.0:
         fail("mask_smoothing", "must be at least 0 and below 1")
