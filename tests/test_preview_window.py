@@ -87,8 +87,30 @@ def _until(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
     raise AssertionError(f"the preview never showed {what}")
 
 
-def test_preview_window_shows_the_output_and_obeys_keys(display: str, fcn_weights: Path) -> None:
+def _sharpness(image: np.ndarray) -> float:
+    """Detail in the lower half of a screenshot (the overlay is at the top)."""
+    grey = cv2.cvtColor(image[image.shape[0] // 2 :], cv2.COLOR_BGR2GRAY)
+    return float(cv2.Laplacian(grey, cv2.CV_32F).var())
+
+
+def _looks_like(image: np.ndarray, other: np.ndarray) -> float:
+    """Correlation of the lower two thirds of two screenshots (grey, small)."""
+
+    def small(x: np.ndarray) -> np.ndarray:
+        grey = cv2.cvtColor(x[x.shape[0] // 3 :], cv2.COLOR_BGR2GRAY)
+        return cv2.resize(grey, (80, 30), interpolation=cv2.INTER_AREA).astype(float).ravel()
+
+    return float(np.corrcoef(small(image), small(other))[0, 1])
+
+
+def test_preview_window_shows_the_output_and_obeys_keys(
+    display: str, fcn_weights: Path, tmp_path: Path
+) -> None:
     clip = data_path("videos", "volcomix_thoughtful-35590.mp4")
+    folder = tmp_path / "backgrounds"  # two pictures: plain blue, then plain red
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a_blue.png"), np.full((90, 160, 3), (255, 0, 0), np.uint8))
+    cv2.imwrite(str(folder / "b_red.png"), np.full((90, 160, 3), (0, 0, 255), np.uint8))
     env = {**os.environ, "DISPLAY": display}
     vbg = subprocess.Popen(
         [
@@ -100,7 +122,7 @@ def test_preview_window_shows_the_output_and_obeys_keys(display: str, fcn_weight
             "--loop",
             "--no-virtual-cam",
             "--background",
-            "color:#0000FF",
+            str(folder),
             "--weights",
             str(fcn_weights),
             "--device",
@@ -130,10 +152,23 @@ def test_preview_window_shows_the_output_and_obeys_keys(display: str, fcn_weight
         def shot() -> np.ndarray:
             return _screenshot(display, window)
 
-        # An untrained model finds next to no person: the blue background fills the picture.
-        _until(lambda: _share(shot(), (255, 0, 0)) > 0.7, "the blue background")
-        press("x")  # pass-through: the camera picture itself, hardly any blue
-        _until(lambda: _share(shot(), (255, 0, 0)) < 0.05, "the camera picture")
+        # An untrained model finds next to no person: the background fills the picture.
+        _until(lambda: _share(shot(), (255, 0, 0)) > 0.7, "the first picture of the folder")
+        press("n")  # next background: the red picture
+        _until(lambda: _share(shot(), (0, 0, 255)) > 0.7, "the next picture")
+        press("x")  # pass-through: the camera picture itself, hardly any red
+        _until(lambda: _share(shot(), (0, 0, 255)) < 0.05, "the camera picture")
+        sharp = _sharpness(shot())
+        press("b")  # the blurred room
+        _until(lambda: _sharpness(shot()) < sharp / 4, "the blurred room")
+        press("x")
+        _until(lambda: _sharpness(shot()) > sharp / 2, "the camera picture again")
+        before = shot()
+        press("m")  # mirror: the picture flipped left-right
+        _until(
+            lambda: _looks_like(shot(), before[:, ::-1]) > _looks_like(shot(), before) + 0.2,
+            "the mirrored picture",
+        )
         press("c")  # the first plain colour, #00B140
         _until(lambda: _share(shot(), (0x40, 0xB1, 0x00)) > 0.7, "the green colour")
         before = shot()
