@@ -210,3 +210,18 @@ def test_keys_switch_background_mirror_and_recording(tmp_path: Path, fcn_weights
     assert len(frames) >= 10 and frames[0].shape == (360, 640, 3)
     snapshots = list(tmp_path.glob("vbg-snapshot-*.png"))
     assert len(snapshots) == 1 and cv2.imread(str(snapshots[0])).shape == (360, 640, 3)
+
+
+def test_every_frame_mode_composites_each_frame_of_a_file_in_order(fcn_weights: Path) -> None:
+    path = data_path(*CLIP)
+    source = VideoFileSource(path, realtime=False)  # as fast as it decodes
+    memory = _MemorySink()
+    pipeline = Pipeline(source, _segmenter(fcn_weights), Compositor(PassThrough()), [memory],
+                        max_frames=40, every_frame=True)  # fmt: skip
+    pipeline.start()
+    assert pipeline.wait(60.0)
+    pipeline.stop()
+    assert pipeline.stats.get("frames_skipped") == 0
+    expected = _decode(path)[:40]
+    assert len(memory.frames) == 40
+    assert all(np.array_equal(a, b) for a, b in zip(memory.frames, expected, strict=True))

@@ -165,6 +165,7 @@ class _SinkRunner:
         self._stats = pipeline.stats
 
     def _run(self) -> None:
+        last = float("-inf")
         try:
             while True:
                 item = self.queue.get(timeout=0.1)
@@ -172,6 +173,9 @@ class _SinkRunner:
                     if self.queue.closed:
                         return
                     continue
+                if item.captured_at < last:  # never expected: the soak benchmark watches it
+                    self._stats.count(f"{self.sink.name}_out_of_order")
+                last = item.captured_at
                 started = time.perf_counter()
                 self.sink.write(item.frame)
                 self._stats.add_time(self.sink.name, time.perf_counter() - started)
@@ -216,6 +220,8 @@ class Pipeline:
     ago), the model skips it and the mask is reused.
     ``fallback`` builds the same segmenter on the CPU; when the model fails on another device, it
     is used from then on (once).
+    ``every_frame``: the capture waits until the compositor has taken its last frame, so every
+    frame of a file read at full speed is composited (a camera never waits: leave it off).
     """
 
     def __init__(
@@ -231,6 +237,7 @@ class Pipeline:
         stats: Stats | None = None,
         skip_still: bool = True,
         fallback: Callable[[], Segmenter] | None = None,
+        every_frame: bool = False,
     ) -> None:
         self.source = source
         self.segmenter = segmenter
@@ -243,6 +250,8 @@ class Pipeline:
         self.fallback = fallback
         self.messages: DropOldestQueue[str] = DropOldestQueue(32)
         self._lost = threading.Event()  # the live source is gone; being reopened
+        # every_frame: the capture takes this before each frame, the compositor gives it back.
+        self._taken = threading.Semaphore(1) if every_frame else None
         self._last_segmented: tuple[float, np.ndarray] | None = None
         self._frames: LatestSlot[Captured] = LatestSlot()
         self._masks: LatestSlot[Keyframe] = LatestSlot()
@@ -297,6 +306,11 @@ class Pipeline:
         for runner in runners:
             runner.queue.close()
             runner.thread.join(JOIN_TIMEOUT)
+
+    def queue_lengths(self) -> dict[str, int]:
+        """How many frames wait in each sink's queue now."""
+        with self._sinks_lock:
+            return {runner.sink.name: len(runner.queue) for runner in self._sinks}
 
     def stop(self) -> None:
         """Stop all stages, let each sink write what it has queued, and join the threads.
@@ -357,9 +371,18 @@ class Pipeline:
             if frame is None:  # end of a file
                 break
             self.stats.add_time("capture", time.perf_counter() - started)
+            if self._taken is not None and not self._wait_taken():
+                break
             self.stats.count("frames_in")
             self._frames.put(Captured(frame, time.monotonic()))
         self._frames.close()
+
+    def _wait_taken(self) -> bool:
+        """every_frame: wait until the compositor has taken the last frame; False on stop."""
+        while self._taken is not None and not self._taken.acquire(timeout=0.1):
+            if self._stop.is_set():
+                return False
+        return True
 
     def _reconnect(self, exc: SourceLost) -> bool:
         """Reopen the lost source, waiting longer after each failed try, until it is back (True)
@@ -455,6 +478,8 @@ class Pipeline:
         try:
             for captured in self._newer_frames("frames_skipped", repeat=True):
                 _, keyframe = self._masks.latest()
+                if self._taken is not None and not captured.lost:
+                    self._taken.release()  # the capture may read the next frame
                 if captured.lost:
                     pass  # the same frame again: the same mask
                 elif keyframe is not None:
