@@ -211,6 +211,7 @@ def test_without_a_virtual_camera_the_recording_still_works(
     err = capsys.readouterr().err
     assert code == 0
     assert "modprobe v4l2loopback" in err and "Going on without it" in err
+    assert "record to .mkv to keep what was written through a crash" in err  # out.mp4
     capture = cv2.VideoCapture(str(out))
     assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 12
 

@@ -32,7 +32,7 @@ from vbg.errors import SinkError
 from vbg.pipeline import Pipeline
 from vbg.preview import PreviewWindow, draw_overlay
 from vbg.segmenter import Segmenter, load_segmenter
-from vbg.sinks import RecordingSink, Sink, VirtualCameraSink
+from vbg.sinks import CRASH_SAFE_SUFFIXES, RecordingSink, Sink, VirtualCameraSink
 from vbg.sources import open_source
 from vbg.stats import Stats
 
@@ -245,6 +245,11 @@ def run(config: RunConfig, *, camera_factory: Callable[..., Any] | None = None) 
             recording = stack.enter_context(RecordingSink(config.record, *size, fps))
             sinks.append(recording)
             say(f"recording to {config.record}")
+            if config.record.suffix.lower() not in CRASH_SAFE_SUFFIXES:
+                say(
+                    f"note: a {config.record.suffix} file plays only once vbg finalises it (q, "
+                    "Ctrl-C, the end); record to .mkv to keep what was written through a crash"
+                )
         window = None
         if config.preview:
             try:
