@@ -32,7 +32,8 @@ def _sysfs(root: Path, *, module: bool, label: str | None = None, caps: str = "Y
 
 def test_virtual_camera_check_names_the_fix(tmp_path: Path) -> None:
     missing = check_virtual_camera(system="Linux", sysfs=_sysfs(tmp_path / "a", module=False))
-    assert not missing.ok and "v4l2loopback is not loaded" in missing.line()
+    assert missing.line().startswith("FAIL  virtual camera: v4l2loopback is not loaded. Fix: "
+                                     "install it (Debian/Ubuntu: sudo apt install")  # fmt: skip
     assert 'card_label="vbg camera" exclusive_caps=1' in missing.line()
     unnamed = check_virtual_camera(
         system="Linux", sysfs=_sysfs(tmp_path / "b", module=True, label="Dummy video device")

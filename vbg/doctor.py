@@ -128,7 +128,8 @@ def check_virtual_camera(*, system: str | None = None, sysfs: Path = Path("/sys"
         return Check(name, True, f"{device} opens")
     module = sysfs / "module" / "v4l2loopback"
     if not module.exists():
-        return Check(name, False, "v4l2loopback is not loaded", setup_hint(system, sysfs))
+        return Check(name, False, "v4l2loopback is not loaded", "install it (Debian/Ubuntu: sudo "
+                     f"apt install v4l2loopback-dkms) and run: {MODPROBE}")  # fmt: skip
     device = find_loopback_device(sysfs)
     if device is None:
         return Check(name, False, f"no v4l2loopback device is named '{VIRTUAL_CAMERA_NAME}'",
