@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import DATA, data_path
@@ -13,7 +15,7 @@ from vbg.bench import TimingSink
 from vbg.cli import main
 from vbg.compositor import Compositor
 from vbg.pipeline import Pipeline
-from vbg.segmenter import load_segmenter
+from vbg.segmenter import Segmenter, load_segmenter
 from vbg.sources import ImageSource
 from vbg.stats import Stats
 
@@ -67,3 +69,37 @@ def test_bench_command_writes_every_part(
 def test_bench_refuses_unknown_models(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "--models", "unet"]) != 0
     assert "Unknown model 'unet'" in capsys.readouterr().err
+
+
+class _SlowSegmenter(Segmenter):
+    """A real segmenter that takes 3 s per mask, like a big model on a slow CPU."""
+
+    def __init__(self, inner: Segmenter) -> None:
+        self.inner, self.name, self.device = inner, inner.name, inner.device
+        self.inference_size = inner.inference_size
+
+    def input_size(self, width: int, height: int) -> tuple[int, int]:
+        return self.inner.input_size(width, height)
+
+    def predict(self, frame: np.ndarray) -> np.ndarray:
+        time.sleep(3.0)
+        return self.inner.predict(frame)
+
+
+def test_output_rate_ends_with_the_output_not_with_the_models_last_mask(
+    fcn_weights: Path,
+) -> None:
+    still = data_path("images", "volcomix_doctor-5871743_640.jpg")
+    inner = load_segmenter("fcn_resnet50", weights=fcn_weights, device="cpu", inference_size=48)
+    stats = Stats()
+    pipeline = Pipeline(ImageSource(still, fps=30.0), _SlowSegmenter(inner),
+                        Compositor(BlurBackground()), [TimingSink()], max_frames=15,
+                        stats=stats, skip_still=False)  # fmt: skip
+    started = time.monotonic()
+    pipeline.start()
+    assert pipeline.wait(30.0)
+    pipeline.stop()  # waits for the model to finish the mask it is on
+    assert time.monotonic() - started > 2.5
+    figures = stats.to_dict()
+    assert figures["frames_out"] == 15
+    assert figures["duration_s"] < 1.8  # half a second of frames, not the model's 3 s

@@ -317,6 +317,7 @@ class Pipeline:
 
         Raises the first exception a stage raised, if any.
         """
+        self.stats.stop()  # the run's figures end here, not after waiting for the threads
         self._stop.set()
         self._frames.close()
         self._masks.close()
@@ -332,7 +333,6 @@ class Pipeline:
                 runner.thread.join(JOIN_TIMEOUT)
         if self.display_frames is not None:
             self.display_frames.close()
-        self.stats.stop()
         self._finished.set()
         if self._error is not None:
             raise self._error
@@ -349,6 +349,8 @@ class Pipeline:
             self._finish()
 
     def _finish(self) -> None:
+        # The output has ended: the rates end here, not when the model's last mask is done.
+        self.stats.stop()
         self._stop.set()
         self._frames.close()
         self._finished.set()
