@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import DATA
+from conftest import DATA, data_path
 from vbg.errors import ModelError
 from vbg.models import MODELS, fetch_model, is_cached
-from vbg.segmenter import load_segmenter
+from vbg.segmenter import half_precision, load_segmenter
 from vbg.tflite_graph import TFLiteGraph
 
 FIXTURES = Path(__file__).parent / "fixtures" / "mediapipe"
@@ -161,3 +161,21 @@ def test_copying_the_cache_elsewhere_keeps_it_usable(model_cache: Path, tmp_path
     shutil.copy(model_cache / MODELS["mediapipe_selfie"].file, copy)
     segmenter = load_segmenter("mediapipe_selfie", weights=copy, device="cpu")
     assert segmenter.predict(np.zeros((90, 160, 3), np.uint8)).shape == (256, 256)
+
+
+def test_float16_gives_the_float32_mask(model_cache: Path) -> None:
+    """--precision float16 runs the model in half precision; on the CPU here it is slow, but it
+    is the same arithmetic path, and the masks agree with float32's."""
+    assert not half_precision("auto", torch.device("cpu"))
+    assert not half_precision("auto", torch.device("cuda"))  # measured: no faster on an H200
+    assert half_precision("float16", torch.device("cpu"))
+    with pytest.raises(ModelError, match="Unknown precision 'double'"):
+        half_precision("double", torch.device("cpu"))
+    frame = cv2.imread(str(data_path("images", "volcomix_doctor-5871743_640.jpg")))
+    for name in MEDIAPIPE:
+        single = load_segmenter(name, weights=None, device="cpu", precision="float32")
+        half = load_segmenter(name, weights=None, device="cpu", precision="float16")
+        assert single.dtype == torch.float32 and half.dtype == torch.float16
+        a, b = single.predict(frame), half.predict(frame)
+        assert b.dtype == np.float32 and np.abs(a - b).max() < 0.05
+        assert ((a > 0.5) & (b > 0.5)).sum() / ((a > 0.5) | (b > 0.5)).sum() > 0.999

@@ -212,15 +212,16 @@ def run(config: RunConfig, *, camera_factory: Callable[..., Any] | None = None) 
         background = open_background(config.background, blur_weighted=config.blur_weighted)
         stack.callback(background.close)
 
-        def load(device: str) -> Segmenter:
+        def load(device: str, precision: str) -> Segmenter:
             return load_segmenter(
                 config.model,
                 weights=config.weights,
                 device=device,
                 inference_size=config.inference_size,
+                precision=precision,
             )
 
-        segmenter = load(config.device)
+        segmenter = load(config.device, config.precision)
         size, fps = (source.width, source.height), config.fps or source.fps
         label = f"{segmenter.name} on {segmenter.device.type}"
         stats.info.update(
@@ -278,7 +279,7 @@ def run(config: RunConfig, *, camera_factory: Callable[..., Any] | None = None) 
             max_frames=config.max_frames,
             stats=stats,
             skip_still=config.skip_still,
-            fallback=lambda: load("cpu"),
+            fallback=lambda: load("cpu", "float32"),
         )
         controls = Controls(compositor, pipeline, config, size=size, fps=fps, recording=recording)
         say(f"running: {source.description} {size[0]}x{size[1]} at {fps:g} fps, {label}")

@@ -40,7 +40,13 @@ from vbg.compositor import Compositor
 from vbg.errors import SourceError
 from vbg.models import MODELS, is_cached
 from vbg.pipeline import Pipeline
-from vbg.segmenter import Segmenter, TorchvisionSegmenter, choose_device, load_segmenter
+from vbg.segmenter import (
+    Segmenter,
+    TorchvisionSegmenter,
+    choose_device,
+    half_precision,
+    load_segmenter,
+)
 from vbg.sinks import Sink
 from vbg.sources import ImageSource, VideoFileSource
 from vbg.stats import Stats
@@ -65,33 +71,39 @@ def _p95(values: list[float]) -> float:
     return ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
 
 
-def bench_segmenter(name: str, device: str) -> tuple[Segmenter, bool]:
+def bench_segmenter(name: str, device: str, precision: str = "auto") -> tuple[Segmenter, bool]:
     """The model ready to time, and whether it has its real weights here."""
     info = MODELS[name]
     if is_cached(info) or info.family == "mediapipe":
-        return load_segmenter(name, weights=None, device=device), True
+        return load_segmenter(name, weights=None, device=device, precision=precision), True
     assert info.builder is not None
     model = info.builder(weights=None, weights_backbone=None, num_classes=21)
     torch_device = choose_device(device)
     segmenter = TorchvisionSegmenter(
-        model, device=torch_device, inference_size=info.inference_size, name=name
-    )
+        model, device=torch_device, inference_size=info.inference_size, name=name,
+        half=half_precision(precision, torch_device),
+    )  # fmt: skip
     return segmenter, False
 
 
 def bench_models(
-    frame: Frame, models: Sequence[str], devices: Sequence[str], repeat: int
+    frame: Frame,
+    models: Sequence[str],
+    devices: Sequence[str],
+    repeat: int,
+    precision: str = "auto",
 ) -> list[dict[str, Any]]:
     rows = []
     for device in devices:
         for name in models:
-            segmenter, real = bench_segmenter(name, device)
+            segmenter, real = bench_segmenter(name, device, precision)
             times = _times(lambda s=segmenter: s.segment(frame), repeat)  # type: ignore[misc]
             median = statistics.median(times)
             width, height = segmenter.input_size(frame.shape[1], frame.shape[0])
             rows.append({
                 "model": name,
                 "device": segmenter.device.type,
+                "dtype": str(segmenter.dtype).removeprefix("torch."),
                 "input": f"{width}x{height}",
                 "weights": "real" if real else "untrained",
                 "ms_median": round(median, 2),
@@ -178,11 +190,12 @@ def bench_pipeline(
     still: Path | None = None,
     device: str = "cpu",
     skip_still: bool = True,
+    precision: str = "auto",
 ) -> dict[str, Any]:
     """Run the live pipeline for ``seconds`` on a paced 30 fps 1280x720 camera made of ``clip``
     (or of the still picture ``still``); return its figures. ``skip_still`` False segments
     every frame, even one that barely changed."""
-    segmenter, real = bench_segmenter(name, device)
+    segmenter, real = bench_segmenter(name, device, precision)
     source = (
         ImageSource(still, width=1280, height=720, fps=30.0)
         if still
@@ -207,6 +220,7 @@ def bench_pipeline(
     figures = stats.to_dict()
     return {
         "model": name,
+        "device": segmenter.device.type,
         "weights": "real" if real else "untrained",
         "scene": "still" if still else "moving",
         "fps_out": figures["fps_out"],
@@ -230,8 +244,10 @@ def run_bench(
     pipeline_models: Sequence[str] | None = None,
     still: bool = False,
     skip_still: bool = True,
+    precision: str = "auto",
 ) -> dict[str, Any]:
-    """All three parts; ``data`` is the shared data folder (videos/, backgrounds/, images/)."""
+    """All three parts; ``data`` is the shared data folder (videos/, backgrounds/, images/).
+    The pipeline part runs its models on the first of ``devices``."""
     clip = data / "videos" / "volcomix_doctor-26732.mp4"
     capture = cv2.VideoCapture(str(clip))
     ok, first = capture.read()
@@ -245,16 +261,22 @@ def run_bench(
             "torch": torch.__version__,
             "cuda": torch.cuda.is_available(),
         },  # fmt: skip
-        "models": bench_models(frame, models, devices, repeat),
+        "models": bench_models(frame, models, devices, repeat, precision),
         "compositor": bench_compositor(first, data, repeat * 5),
         "pipeline": [],
     }
     for name in pipeline_models if pipeline_models is not None else models:
-        result["pipeline"].append(bench_pipeline(name, clip, seconds, skip_still=skip_still))
-        if still:
-            picture = data / "images" / "volcomix_doctor-5871743_640.jpg"
+        for picture in [None, data / "images" / "volcomix_doctor-5871743_640.jpg"][: 1 + still]:
             result["pipeline"].append(
-                bench_pipeline(name, clip, seconds, still=picture, skip_still=skip_still)
+                bench_pipeline(
+                    name,
+                    clip,
+                    seconds,
+                    still=picture,
+                    device=devices[0],
+                    skip_still=skip_still,
+                    precision=precision,
+                )  # fmt: skip
             )
     return result
 
@@ -262,11 +284,12 @@ def run_bench(
 def format_bench(result: dict[str, Any]) -> str:
     """The tables ``vbg bench`` prints."""
     lines = ["Models (one 1280x720 frame, mask at frame size):"]
-    lines.append(f"  {'model':<30} {'device':<6} {'input':>9} {'median ms':>10} {'p95 ms':>8} "
-                 f"{'masks/s':>8}  weights")  # fmt: skip
+    lines.append(f"  {'model':<30} {'device':<6} {'dtype':<7} {'input':>9} {'median ms':>10} "
+                 f"{'p95 ms':>8} {'masks/s':>8}  weights")  # fmt: skip
     for row in result["models"]:
         lines.append(
-            f"  {row['model']:<30} {row['device']:<6} {row['input']:>9} {row['ms_median']:>10.2f} "
+            f"  {row['model']:<30} {row['device']:<6} {row['dtype']:<7} {row['input']:>9} "
+            f"{row['ms_median']:>10.2f} "
             f"{row['ms_p95']:>8.2f} {row['masks_per_s']:>8.1f}  {row['weights']}"
         )
     lines.append("Compositor (ms per frame; float32 NumPy blend beside it):")
@@ -283,8 +306,9 @@ def format_bench(result: dict[str, Any]) -> str:
     for row in result["pipeline"]:
         latency, age = row["latency_ms"], row["mask_age_ms"]
         lines.append(
-            f"  {row['model']:<30} {row['scene']:<6} out {row['fps_out']:5.1f} fps  masks "
-            f"{row['mask_fps']:5.1f}/s  latency p50 {latency.get('p50_ms', 0):6.1f} p95 "
+            f"  {row['model']:<30} {row['device']:<4} {row['scene']:<6} out "
+            f"{row['fps_out']:5.1f} fps  masks {row['mask_fps']:5.1f}/s  latency p50 "
+            f"{latency.get('p50_ms', 0):6.1f} p95 "
             f"{latency.get('p95_ms', 0):6.1f} ms  mask age p50 {age.get('p50_ms', 0):7.1f} p95 "
             f"{age.get('p95_ms', 0):7.1f} ms  CPU {row['cpu_percent']:5.1f}%  RSS "
             f"{row['peak_rss_mb']:.0f} MiB  still frames not segmented {row['masks_skipped']}  "

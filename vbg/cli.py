@@ -15,7 +15,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from vbg.config import DEVICES, RunConfig, config_from_mapping, read_config_file
+from vbg.config import DEVICES, PRECISIONS, RunConfig, config_from_mapping, read_config_file
 from vbg.errors import ConfigError, ModelError, VbgError
 from vbg.models import FETCH_SOURCES
 
@@ -38,6 +38,9 @@ def _add_model_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="segmentation model (see 'vbg models'); fcn_resnet50")
     parser.add_argument("--weights", help="local state dict file for the model")
     parser.add_argument("--device", choices=DEVICES, help="where the model runs; auto")
+    parser.add_argument(
+        "--precision", choices=PRECISIONS, help="auto (float32), float32 or float16; auto"
+    )
     parser.add_argument(
         "--inference-size", type=int, help="short side of the model input in pixels; per model"
     )
@@ -128,6 +131,7 @@ def _build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeat", type=int, default=20, help="timed runs per model; 20")
     bench.add_argument("--pipeline-models", nargs="*", help="models for the pipeline part; all")
     bench.add_argument("--still", action="store_true", help="also run the pipeline on a still")
+    bench.add_argument("--precision", choices=PRECISIONS, default="auto", help="auto")
     bench.add_argument(
         "--no-skip-still",
         dest="skip_still",
@@ -201,6 +205,7 @@ def _segmenter_from(args: argparse.Namespace) -> Segmenter:
         weights=Path(args.weights) if args.weights else None,
         device=args.device or defaults.device,
         inference_size=args.inference_size or defaults.inference_size,
+        precision=args.precision or defaults.precision,
     )
 
 
@@ -261,6 +266,7 @@ def _bench(args: argparse.Namespace) -> int:
         pipeline_models=args.pipeline_models,
         still=args.still,
         skip_still=args.skip_still,
+        precision=args.precision,
     )
     print(format_bench(result))
     if args.json:

@@ -18,6 +18,7 @@ from vbg.errors import ConfigError
 from vbg.refine import MaskOptions
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("auto", "float32", "float16")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,6 +31,7 @@ class RunConfig:
     model: str = "fcn_resnet50"
     weights: Path | None = None  # local state dict; None: the torchvision weights API
     device: str = "auto"
+    precision: str = "auto"  # auto (float32), float32 or float16
     inference_size: int = 0  # short side of the model input; 0: the model's default
     # The mask filters (vbg.refine.MaskOptions holds their defaults).
     mask_smoothing: float = MaskOptions.smoothing  # motion-aware, where the picture is still
@@ -116,6 +118,8 @@ def _check_ranges(config: RunConfig, origin: str) -> None:
 
     if config.device not in DEVICES:
         fail("device", "must be one of " + ", ".join(DEVICES))
+    if config.precision not in PRECISIONS:
+        fail("precision", "must be one of " + ", ".join(PRECISIONS))
     if not config.source:
         fail("source", "must be a camera index or a file path")
     for key in ("width", "height", "max_frames", "inference_size"):

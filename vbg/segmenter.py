@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 import torch
 
+from vbg.config import PRECISIONS
 from vbg.errors import ModelError
 from vbg.models import (
     download_state_dict,
@@ -30,6 +31,16 @@ Mask = np.ndarray  # H x W float32 in [0, 1], 1 = person
 
 _MEAN = (0.485, 0.456, 0.406)
 _STD = (0.229, 0.224, 0.225)
+
+
+def half_precision(precision: str, device: torch.device) -> bool:
+    """Whether a model runs in float16: ``precision`` auto|float32|float16. Auto is float32
+    everywhere: on an H200, float16 was no faster for any model at vbg's input sizes (their
+    few milliseconds are launch-bound; benchmarks/cuda_precision.py), and on a CPU it is slow.
+    float16 is there to try on other GPUs (``vbg bench --precision float16``)."""
+    if precision not in PRECISIONS:
+        raise ModelError(f"Unknown precision '{precision}'. Use auto, float32 or float16.")
+    return precision == "float16"
 
 
 def choose_device(requested: str) -> torch.device:
@@ -88,6 +99,7 @@ class Segmenter:
     device: torch.device
     model: torch.nn.Module
     inference_size: int  # the short side of the model input
+    dtype: torch.dtype = torch.float32  # what the model computes in
 
     def input_size(self, width: int, height: int) -> tuple[int, int]:
         """(width, height) of the model input for a frame of that size."""
@@ -121,12 +133,17 @@ class TorchvisionSegmenter(Segmenter):
         inference_size: int,
         person_index: int = 15,
         name: str = "",
+        half: bool = False,
+        channels_last: bool = False,
     ) -> None:
         self.name = name
         self.device = device
         self.inference_size = inference_size
         self.person_index = person_index
-        self.model = model.to(device).eval()
+        self.dtype = torch.float16 if half else torch.float32
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        model = model.to(device=device, dtype=self.dtype)
+        self.model = model.to(memory_format=self.memory_format).eval()  # type: ignore[call-overload]
         self._mean = torch.tensor(_MEAN, device=device).view(1, 3, 1, 1) * 255.0
         self._std = torch.tensor(_STD, device=device).view(1, 3, 1, 1) * 255.0
 
@@ -140,9 +157,9 @@ class TorchvisionSegmenter(Segmenter):
         small = cv2.resize(frame, self.input_size(width, height), interpolation=cv2.INTER_AREA)
         rgb = cv2.cvtColor(small, cv2.COLOR_BGR2RGB)
         batch = torch.from_numpy(rgb).to(self.device).permute(2, 0, 1).unsqueeze(0).float()
-        batch = (batch - self._mean) / self._std
-        logits = self.model(batch)["out"]
-        person = logits.softmax(dim=1)[0, self.person_index]
+        batch = ((batch - self._mean) / self._std).to(self.dtype)
+        logits = self.model(batch.contiguous(memory_format=self.memory_format))["out"]
+        person = logits.float().softmax(dim=1)[0, self.person_index]
         return person.float().cpu().numpy()
 
 
@@ -171,15 +188,24 @@ class MediaPipeSegmenter(Segmenter):
     """
 
     def __init__(
-        self, model: torch.nn.Module, *, device: torch.device, size: tuple[int, int], name: str = ""
+        self,
+        model: torch.nn.Module,
+        *,
+        device: torch.device,
+        size: tuple[int, int],
+        name: str = "",
+        half: bool = False,
     ) -> None:
         self.name = name
         self.device = device
         self.size = size
         self.inference_size = min(size)
+        self.dtype = torch.float16 if half else torch.float32
         # channels-last suits the depthwise convolutions of this MobileNet-like graph.
-        model = model.to(device).to(memory_format=torch.channels_last).eval()  # type: ignore[call-overload]
-        self.model = _freeze(model, torch.zeros(1, 3, size[1], size[0], device=device))
+        model = model.to(device=device, dtype=self.dtype)
+        model = model.to(memory_format=torch.channels_last).eval()  # type: ignore[call-overload]
+        example = torch.zeros(1, 3, size[1], size[0], device=device, dtype=self.dtype)
+        self.model = _freeze(model, example)
         self._warps: dict[tuple[int, int], np.ndarray] = {}
 
     def input_size(self, width: int, height: int) -> tuple[int, int]:
@@ -204,7 +230,8 @@ class MediaPipeSegmenter(Segmenter):
         rgb = cv2.cvtColor(small, cv2.COLOR_BGR2RGB)
         # H x W x 3 uint8 viewed as 1 x 3 x H x W: already channels-last in memory.
         batch = torch.from_numpy(rgb).to(self.device).permute(2, 0, 1).unsqueeze(0).float() / 255.0
-        person = self.model(batch.contiguous(memory_format=torch.channels_last))[0, 0]
+        batch = batch.to(self.dtype).contiguous(memory_format=torch.channels_last)
+        person = self.model(batch)[0, 0]
         return person.float().clamp(0.0, 1.0).cpu().numpy()
 
 
@@ -216,23 +243,31 @@ def upsample_mask(mask: Mask, width: int, height: int) -> Mask:
 
 
 def load_segmenter(
-    name: str, *, weights: Path | None, device: str, inference_size: int = 0
+    name: str,
+    *,
+    weights: Path | None,
+    device: str,
+    inference_size: int = 0,
+    precision: str = "auto",
 ) -> Segmenter:
     """Build the named model on the chosen device, ready to segment frames.
 
     ``weights``: a state dict (torchvision models) or a .tflite file (MediaPipe models) instead of
     the cached weights. ``inference_size``: the short side of the input (torchvision models only;
-    MediaPipe models have a fixed input).
+    MediaPipe models have a fixed input). ``precision``: see :func:`half_precision`.
     """
     info = model_info(name)
     torch_device = choose_device(device)
+    half = half_precision(precision, torch_device)
     if info.family == "mediapipe":
         if inference_size and inference_size != min(info.input_size):
             raise ModelError(
                 f"{name} takes a fixed {info.input_label} input; leave out --inference-size."
             )
         graph = TFLiteGraph(mediapipe_file(info, weights))
-        return MediaPipeSegmenter(graph, device=torch_device, size=info.input_size, name=name)
+        return MediaPipeSegmenter(
+            graph, device=torch_device, size=info.input_size, name=name, half=half
+        )
     model = build_model(name, weights)
     person = info.weights.meta["categories"].index("person")
     return TorchvisionSegmenter(
@@ -241,4 +276,5 @@ def load_segmenter(
         inference_size=inference_size or info.inference_size,
         person_index=person,
         name=name,
+        half=half,
     )

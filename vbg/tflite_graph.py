@@ -189,7 +189,6 @@ class TFLiteGraph(nn.Module):
         activation = self._activation(options.FusedActivationFunction())  # type: ignore[attr-defined]
         size = (kernel.shape[1], kernel.shape[2])
         pointwise = size == (1, 1) and groups == 1 and stride == (1, 1)
-        matrix = weight.reshape(weight.shape[0], -1) if pointwise else weight
 
         def conv(x: torch.Tensor) -> torch.Tensor:
             padding: tuple[int, int] = (0, 0)
@@ -202,7 +201,8 @@ class TFLiteGraph(nn.Module):
                     x = F.pad(x, (cols[0], cols[1], rows[0], rows[1]))
             if pointwise and x.shape[2] == 1 and x.shape[3] == 1:
                 # A 1x1 convolution of a 1x1 map (squeeze-and-excitation): a matrix product.
-                y = F.linear(x.flatten(1), matrix, bias)[:, :, None, None]
+                # (The weight is reshaped here, not once: .to() may swap its data for float16.)
+                y = F.linear(x.flatten(1), weight.flatten(1), bias)[:, :, None, None]
             else:
                 y = F.conv2d(x, weight, bias, stride, padding, dilation, groups)
             return activation(y, inplace=True) if activation else y  # y is ours to change
