@@ -11,6 +11,8 @@ import pytest
 import torch
 from torchvision.models import segmentation
 
+from vbg.sinks import Sink
+
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
@@ -20,6 +22,22 @@ def data_path(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"test data {path} is absent (shared/ must sit beside the checkout)")
     return path
+
+
+class MemorySink(Sink):
+    """A real sink that keeps a copy of every frame it is sent, and whether it was closed."""
+
+    name = "memory"
+
+    def __init__(self) -> None:
+        self.frames: list[np.ndarray] = []
+        self.closed = False
+
+    def write(self, frame: np.ndarray) -> None:
+        self.frames.append(frame.copy())
+
+    def close(self) -> None:
+        self.closed = True
 
 
 def decode_video(path: Path) -> list[np.ndarray]:

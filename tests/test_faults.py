@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import data_path
+from conftest import MemorySink, data_path
 from vbg import pipeline as pipeline_module
 from vbg.app import Controls
 from vbg.backgrounds import ColorBackground, ImageBackground, PassThrough
@@ -21,20 +21,9 @@ from vbg.config import RunConfig
 from vbg.errors import BackgroundError, SourceLost
 from vbg.pipeline import Pipeline
 from vbg.segmenter import Segmenter, load_segmenter
-from vbg.sinks import Sink
 from vbg.sources import Source, VideoFileSource
 
 CLIP = ("videos", "volcomix_thoughtful-35590.mp4")  # 640x360, a man sitting outdoors
-
-
-class _MemorySink(Sink):
-    name = "memory"
-
-    def __init__(self) -> None:
-        self.frames: list[np.ndarray] = []
-
-    def write(self, frame: np.ndarray) -> None:
-        self.frames.append(frame.copy())
 
 
 class _UnpluggedCamera(Source):
@@ -87,7 +76,7 @@ def test_an_unplugged_camera_shows_the_last_frame_then_comes_back(
 ) -> None:
     monkeypatch.setattr(pipeline_module, "RECONNECT_FIRST", 0.2)
     camera = _UnpluggedCamera(data_path(*CLIP), frames=20, back_on=3)
-    sink = _MemorySink()
+    sink = MemorySink()
     pipeline = Pipeline(camera, _segmenter(fcn_weights), Compositor(PassThrough()), [sink],
                         max_frames=110)  # fmt: skip
     pipeline.start()
@@ -120,7 +109,7 @@ def test_an_unplugged_camera_shows_the_last_frame_then_comes_back(
 
 def test_quitting_while_the_camera_is_gone_is_a_clean_stop(fcn_weights: Path) -> None:
     camera = _UnpluggedCamera(data_path(*CLIP), frames=5, back_on=1000)
-    sink = _MemorySink()
+    sink = MemorySink()
     pipeline = Pipeline(camera, _segmenter(fcn_weights), Compositor(PassThrough()), [sink])
     pipeline.start()
     while len(sink.frames) < 30:  # 5 real frames, then repeats of the last one
@@ -145,7 +134,7 @@ class _FailingGpuSegmenter(Segmenter):
 
 def test_a_model_failing_on_the_gpu_goes_on_on_the_cpu(fcn_weights: Path) -> None:
     source = VideoFileSource(data_path(*CLIP), fps=25.0)
-    sink = _MemorySink()
+    sink = MemorySink()
     compositor = Compositor(ColorBackground((0, 255, 0)))
     pipeline = Pipeline(source, _FailingGpuSegmenter(), compositor, [sink], max_frames=40,
                         fallback=lambda: _segmenter(fcn_weights))  # fmt: skip
@@ -168,7 +157,7 @@ def test_a_model_failing_on_the_cpu_ends_the_run_with_its_error(fcn_weights: Pat
     failing = _FailingGpuSegmenter()
     failing.device = torch.device("cpu")  # nothing to fall back to
     source = VideoFileSource(data_path(*CLIP), fps=25.0)
-    pipeline = Pipeline(source, failing, Compositor(PassThrough()), [_MemorySink()],
+    pipeline = Pipeline(source, failing, Compositor(PassThrough()), [MemorySink()],
                         fallback=lambda: _segmenter(fcn_weights))  # fmt: skip
     pipeline.start()
     assert pipeline.wait(30.0)

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import StandInCamera, data_path, decode_video
+from conftest import MemorySink, StandInCamera, data_path, decode_video
 from vbg.app import Controls, run
 from vbg.backgrounds import BlurBackground, ColorBackground, PassThrough, open_background
 from vbg.compositor import Compositor
@@ -24,9 +24,6 @@ from vbg.sinks import RecordingSink, Sink
 from vbg.sources import Source, VideoFileSource
 
 CLIP = ("videos", "volcomix_thoughtful-35590.mp4")  # 640x360, a man sitting outdoors
-
-
-_decode = decode_video
 
 
 def test_latest_slot_keeps_only_the_newest() -> None:
@@ -67,7 +64,7 @@ def test_run_records_a_real_video_and_writes_stats(
     )
     run(config, camera_factory=stand_in_camera)
 
-    frames = _decode(tmp_path / "out.mp4")
+    frames = decode_video(tmp_path / "out.mp4")
     assert len(frames) == 40 and frames[0].shape == (360, 640, 3)
     camera = stand_in_camera.instances[0]
     clip_fps = cv2.VideoCapture(str(clip)).get(cv2.CAP_PROP_FPS)
@@ -94,20 +91,6 @@ class _SlowSink(Sink):
         self.frames += 1
 
 
-class _MemorySink(Sink):
-    name = "memory"
-
-    def __init__(self) -> None:
-        self.frames: list[np.ndarray] = []
-        self.closed = False
-
-    def write(self, frame: np.ndarray) -> None:
-        self.frames.append(frame)
-
-    def close(self) -> None:
-        self.closed = True
-
-
 def _segmenter(fcn_weights: Path):  # type: ignore[no-untyped-def]
     return load_segmenter("fcn_resnet50", weights=fcn_weights, device="cpu", inference_size=64)
 
@@ -116,7 +99,7 @@ def test_output_keeps_the_camera_rate_when_a_sink_and_the_model_are_slow(
     fcn_weights: Path,
 ) -> None:
     source = VideoFileSource(data_path(*CLIP), fps=50.0)
-    memory, slow = _MemorySink(), _SlowSink()
+    memory, slow = MemorySink(), _SlowSink()
     pipeline = Pipeline(
         source,
         _segmenter(fcn_weights),
@@ -160,7 +143,7 @@ def test_a_failing_camera_stops_cleanly_and_the_recording_plays(
     assert pipeline.wait(30.0)
     with pytest.raises(SourceError, match="unplugged"):
         pipeline.stop()
-    frames = _decode(tmp_path / "rec.mp4")
+    frames = decode_video(tmp_path / "rec.mp4")
     assert 1 <= len(frames) <= 15 and frames[0].shape == (360, 640, 3)
     assert not [t.name for t in threading.enumerate() if t.name.startswith("vbg-")]
 
@@ -168,7 +151,7 @@ def test_a_failing_camera_stops_cleanly_and_the_recording_plays(
 def test_keys_switch_background_mirror_and_recording(tmp_path: Path, fcn_weights: Path) -> None:
     source = VideoFileSource(data_path(*CLIP), loop=True)
     compositor = Compositor(open_background(str(data_path("backgrounds"))))
-    memory = _MemorySink()
+    memory = MemorySink()
     pipeline = Pipeline(source, _segmenter(fcn_weights), compositor, [memory])
     config = dataclasses.replace(RunConfig(), record_dir=tmp_path)
     controls = Controls(compositor, pipeline, config, size=(640, 360), fps=25.0, recording=None)
@@ -205,7 +188,7 @@ def test_keys_switch_background_mirror_and_recording(tmp_path: Path, fcn_weights
         controls.handle("snapshot", frame)
     finally:
         pipeline.stop()
-    frames = _decode(recording.path)
+    frames = decode_video(recording.path)
     assert recording.path.suffix == ".mkv"  # the kind that plays even after a crash
     assert len(frames) >= 10 and frames[0].shape == (360, 640, 3)
     snapshots = list(tmp_path.glob("vbg-snapshot-*.png"))
@@ -215,13 +198,13 @@ def test_keys_switch_background_mirror_and_recording(tmp_path: Path, fcn_weights
 def test_every_frame_mode_composites_each_frame_of_a_file_in_order(fcn_weights: Path) -> None:
     path = data_path(*CLIP)
     source = VideoFileSource(path, realtime=False)  # as fast as it decodes
-    memory = _MemorySink()
+    memory = MemorySink()
     pipeline = Pipeline(source, _segmenter(fcn_weights), Compositor(PassThrough()), [memory],
                         max_frames=40, every_frame=True)  # fmt: skip
     pipeline.start()
     assert pipeline.wait(60.0)
     pipeline.stop()
     assert pipeline.stats.get("frames_skipped") == 0
-    expected = _decode(path)[:40]
+    expected = decode_video(path)[:40]
     assert len(memory.frames) == 40
     assert all(np.array_equal(a, b) for a, b in zip(memory.frames, expected, strict=True))

@@ -14,7 +14,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from vbg.config import RunConfig
+from vbg.errors import SourceError
 from vbg.sinks import MODPROBE, VIRTUAL_CAMERA_NAME, find_loopback_device, setup_hint
+from vbg.sources import CameraSource
 
 MIN_PYTHON = (3, 11)
 CAMERA_INDICES = range(4)  # probed where the system cannot list its cameras
@@ -76,13 +78,12 @@ def _linux_cameras(sysfs: Path) -> list[int]:
 
 
 def _camera_opens(index: int) -> bool:
-    import cv2
-
-    capture = cv2.VideoCapture(index)
+    """Whether camera ``index`` opens and sends a frame, as ``vbg run --source N`` opens it."""
     try:
-        return bool(capture.isOpened() and capture.read()[0])
-    finally:
-        capture.release()
+        CameraSource(index).close()
+    except SourceError:
+        return False
+    return True
 
 
 def check_cameras(
