@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import data_path, decode_video
-from vbg.cli import main
+from vbg.commands.cli import main
 
 
 def _fails(capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:

@@ -9,19 +9,19 @@ import numpy as np
 import pytest
 
 from conftest import data_path
-from vbg.backgrounds import (
+from vbg.compositing.backgrounds import (
     BlurBackground,
     ColorBackground,
     FolderBackground,
     ImageBackground,
     PassThrough,
     VideoBackground,
-    cover,
     open_background,
     parse_color,
 )
-from vbg.compositor import Compositor
+from vbg.compositing.compositor import Compositor
 from vbg.errors import BackgroundError
+from vbg.images import cover
 
 PHOTO = "000000000436"  # one person covering most of the picture
 

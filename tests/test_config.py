@@ -67,7 +67,7 @@ def test_config_file_errors(tmp_path: Path) -> None:
 
 
 def test_mask_filter_flags_reach_the_config() -> None:
-    from vbg.cli import _build_parser, build_config
+    from vbg.commands.cli import _build_parser, build_config
 
     args = _build_parser().parse_args(
         ["run", "--no-refine", "--no-propagate", "--feather", "2", "--hysteresis", "0.1",

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from vbg.cli import _build_parser, build_config
+from vbg.commands.cli import _build_parser, build_config
 from vbg.config import RunConfig, config_from_mapping, read_config_file
 from vbg.errors import ConfigError
 

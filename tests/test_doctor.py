@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from vbg.cli import main
-from vbg.doctor import check_cameras, check_display, check_virtual_camera, check_weights
+from vbg.commands.cli import main
+from vbg.commands.doctor import check_cameras, check_display, check_virtual_camera, check_weights
 
 
 def _sysfs(root: Path, *, module: bool, label: str | None = None, caps: str = "Y") -> Path:

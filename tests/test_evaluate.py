@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from conftest import data_path
-from vbg.cli import main
+from vbg.commands.cli import main
+from vbg.commands.evaluate import boundary, boundary_f, dtssd, evaluate, iou, load_samples, mae
 from vbg.errors import SourceError
-from vbg.evaluate import boundary, boundary_f, dtssd, evaluate, iou, load_samples, mae
-from vbg.refine import MaskOptions
-from vbg.segmenter import Segmenter
+from vbg.mask_filters import MaskOptions
+from vbg.segmentation.segmenter import Segmenter
 
 
 def _square(rows: slice, cols: slice, shape: tuple[int, int] = (40, 40)) -> np.ndarray:

@@ -14,14 +14,14 @@ import torch
 
 from conftest import MemorySink, data_path
 from vbg import pipeline as pipeline_module
-from vbg.app import Controls
-from vbg.backgrounds import ColorBackground, ImageBackground, PassThrough
-from vbg.compositor import Compositor
+from vbg.commands.run import Controls
+from vbg.compositing.backgrounds import ColorBackground, ImageBackground, PassThrough
+from vbg.compositing.compositor import Compositor
 from vbg.config import RunConfig
 from vbg.errors import BackgroundError, SourceLost
 from vbg.pipeline import Pipeline
-from vbg.segmenter import Segmenter, load_segmenter
-from vbg.sources import Source, VideoFileSource
+from vbg.segmentation.segmenter import Segmenter, load_segmenter
+from vbg.sources.capture import Source, VideoFileSource
 
 CLIP = ("videos", "volcomix_thoughtful-35590.mp4")  # 640x360, a man sitting outdoors
 

@@ -18,9 +18,9 @@ import torch
 
 from conftest import DATA, data_path
 from vbg.errors import ModelError
-from vbg.models import MODELS, fetch_model, is_cached
-from vbg.segmenter import half_precision, load_segmenter
-from vbg.tflite_graph import TFLiteGraph
+from vbg.segmentation.models import MODELS, fetch_model, is_cached
+from vbg.segmentation.segmenter import half_precision, load_segmenter
+from vbg.segmentation.tflite_graph import TFLiteGraph
 
 FIXTURES = Path(__file__).parent / "fixtures" / "mediapipe"
 MEDIAPIPE = ("mediapipe_selfie", "mediapipe_selfie_landscape")
@@ -93,7 +93,7 @@ def test_masks_match_mediapipes_own_runtime(model_cache: Path, name: str) -> Non
 
 
 def test_a_mediapipe_model_runs_the_live_pipeline(model_cache: Path, tmp_path: Path) -> None:
-    from vbg.app import run
+    from vbg.commands.run import run
     from vbg.config import RunConfig
 
     clip = DATA / "videos" / "volcomix_thoughtful-35590.mp4"

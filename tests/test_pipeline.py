@@ -13,15 +13,20 @@ import numpy as np
 import pytest
 
 from conftest import MemorySink, StandInCamera, data_path, decode_video
-from vbg.app import Controls, run
-from vbg.backgrounds import BlurBackground, ColorBackground, PassThrough, open_background
-from vbg.compositor import Compositor
+from vbg.commands.run import Controls, run
+from vbg.compositing.backgrounds import (
+    BlurBackground,
+    ColorBackground,
+    PassThrough,
+    open_background,
+)
+from vbg.compositing.compositor import Compositor
 from vbg.config import RunConfig
 from vbg.errors import SourceError
+from vbg.outputs.sinks import RecordingSink, Sink
 from vbg.pipeline import DropOldestQueue, LatestSlot, Pipeline
-from vbg.segmenter import load_segmenter
-from vbg.sinks import RecordingSink, Sink
-from vbg.sources import Source, VideoFileSource
+from vbg.segmentation.segmenter import load_segmenter
+from vbg.sources.capture import Source, VideoFileSource
 
 CLIP = ("videos", "volcomix_thoughtful-35590.mp4")  # 640x360, a man sitting outdoors
 

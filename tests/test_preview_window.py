@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from conftest import data_path
-from vbg.preview import KEYS, action_for_key, draw_overlay
+from vbg.outputs.preview import KEYS, action_for_key, draw_overlay
 
 TOOLS = ("Xvfb", "xdotool", "import")
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from conftest import data_path
-from vbg.evaluate import boundary, iou
-from vbg.refine import (
+from vbg.commands.evaluate import boundary, iou
+from vbg.mask_filters import (
     FlowPropagator,
     FlowTracker,
     Keyframe,

@@ -12,8 +12,8 @@ from torchvision.models import segmentation
 
 from conftest import data_path
 from vbg.errors import ModelError
-from vbg.models import MODELS, model_info
-from vbg.segmenter import (
+from vbg.segmentation.models import MODELS, model_info
+from vbg.segmentation.segmenter import (
     TorchvisionSegmenter,
     build_model,
     choose_device,

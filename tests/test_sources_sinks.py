@@ -10,8 +10,14 @@ import pytest
 
 from conftest import StandInCamera, data_path
 from vbg.errors import SinkError, SourceError
-from vbg.sinks import MODPROBE, RecordingSink, VirtualCameraSink, find_loopback_device, setup_hint
-from vbg.sources import ImageSource, VideoFileSource, open_source
+from vbg.outputs.sinks import (
+    MODPROBE,
+    RecordingSink,
+    VirtualCameraSink,
+    find_loopback_device,
+    setup_hint,
+)
+from vbg.sources.capture import ImageSource, VideoFileSource, open_source
 
 
 def _count_frames(path: Path) -> tuple[int, tuple[int, int]]:

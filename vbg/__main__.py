@@ -2,6 +2,6 @@
 
 import sys
 
-from vbg.cli import main
+from vbg.commands.cli import main
 
 sys.exit(main())

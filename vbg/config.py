@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from vbg.errors import ConfigError
-from vbg.refine import MaskOptions
+from vbg.mask_filters import MaskOptions
+from vbg.segmentation.options import DEVICES, PRECISIONS
 
-DEVICES = ("auto", "cpu", "cuda", "mps")
-PRECISIONS = ("auto", "float32", "float16")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,7 +32,7 @@ class RunConfig:
     device: str = "auto"
     precision: str = "auto"  # auto (float32), float32 or float16
     inference_size: int = 0  # short side of the model input; 0: the model's default
-    # The mask filters (vbg.refine.MaskOptions holds their defaults).
+    # The mask filters (vbg.mask_filters.MaskOptions holds their defaults).
     mask_smoothing: float = MaskOptions.smoothing  # motion-aware, where the picture is still
     hysteresis: float = MaskOptions.hysteresis  # near 0.5, hold until the mask moves this much
     propagate: bool = MaskOptions.propagate  # move the mask along the flow between results

@@ -7,7 +7,7 @@ All of vbg's threading lives in this module.
   time and publishes it as a Keyframe, also through a LatestSlot; it skips frames it cannot keep
   up with.
 - The compositor thread takes every captured frame with the newest Keyframe, moves the mask along
-  the optical flow to that frame and refines it to full size (:class:`vbg.refine.MaskPath`),
+  the optical flow to that frame and refines it to full size (:class:`vbg.mask_filters.MaskPath`),
   blends, so the output keeps the camera's rate even when the model is slower, and hands the
   result to each sink's :class:`DropOldestQueue` (and to the display queue the main thread shows).
 - Each sink has its own thread, so a slow recorder never stalls the virtual camera.
@@ -37,12 +37,12 @@ import cv2
 import numpy as np
 import torch
 
-from vbg.compositor import Compositor, banner
+from vbg.compositing.compositor import Compositor, banner
 from vbg.errors import SourceLost
-from vbg.refine import Keyframe, MaskOptions, MaskPath, grey
-from vbg.segmenter import Segmenter
-from vbg.sinks import Sink
-from vbg.sources import Source
+from vbg.mask_filters import Keyframe, MaskOptions, MaskPath, grey
+from vbg.outputs.sinks import Sink
+from vbg.segmentation.segmenter import Segmenter
+from vbg.sources.capture import Source
 from vbg.stats import Stats
 
 T = TypeVar("T")

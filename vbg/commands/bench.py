@@ -27,28 +27,28 @@ import cv2
 import numpy as np
 import torch
 
-from vbg.backgrounds import (
+from vbg.compositing.backgrounds import (
     Background,
     BlurBackground,
     ColorBackground,
     ImageBackground,
     PassThrough,
     VideoBackground,
-    cover,
 )
-from vbg.compositor import Compositor
+from vbg.compositing.compositor import Compositor
 from vbg.errors import SourceError
-from vbg.models import MODELS, is_cached
+from vbg.images import cover
+from vbg.outputs.sinks import Sink
 from vbg.pipeline import Pipeline
-from vbg.segmenter import (
+from vbg.segmentation.models import MODELS, is_cached
+from vbg.segmentation.segmenter import (
     Segmenter,
     TorchvisionSegmenter,
     choose_device,
     half_precision,
     load_segmenter,
 )
-from vbg.sinks import Sink
-from vbg.sources import ImageSource, VideoFileSource
+from vbg.sources.capture import ImageSource, VideoFileSource
 from vbg.stats import Stats
 
 Frame = np.ndarray  # H x W x 3 uint8, BGR

@@ -8,6 +8,8 @@ the mask is the softmax probability of the VOC "person" class.
 
 from __future__ import annotations
 
+import abc
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -16,15 +18,15 @@ import cv2
 import numpy as np
 import torch
 
-from vbg.config import PRECISIONS
 from vbg.errors import ModelError
-from vbg.models import (
+from vbg.segmentation.models import (
     download_state_dict,
     mediapipe_file,
     model_info,
     read_state_dict,
 )
-from vbg.tflite_graph import TFLiteGraph
+from vbg.segmentation.options import PRECISIONS
+from vbg.segmentation.tflite_graph import TFLiteGraph
 
 Frame = np.ndarray  # H x W x 3 uint8, BGR
 Mask = np.ndarray  # H x W float32 in [0, 1], 1 = person
@@ -92,30 +94,84 @@ def build_model(name: str, weights: Path | None = None) -> torch.nn.Module:
     return model.eval()
 
 
-class Segmenter:
-    """Turns a Frame into a person Mask. Subclasses say how the model sees the frame."""
+class Segmenter(abc.ABC):
+    """Turns a Frame into a person Mask at the model's resolution.
+
+    The contract: :meth:`predict` is called from one thread at a time (the model's); it returns
+    the person probability for the frame, or None when it made no new mask for this frame and
+    the last one is to be used on (only a wrapper such as the still-scene gate does that).
+    ``device`` and ``name`` say where and what runs, for the overlay and the statistics.
+    """
 
     name: str
     device: torch.device
-    model: torch.nn.Module
     inference_size: int  # the short side of the model input
     dtype: torch.dtype = torch.float32  # what the model computes in
 
+    @abc.abstractmethod
     def input_size(self, width: int, height: int) -> tuple[int, int]:
         """(width, height) of the model input for a frame of that size."""
-        raise NotImplementedError
 
-    def predict(self, frame: Frame) -> Mask:
+    @abc.abstractmethod
+    def predict(self, frame: Frame) -> Mask | None:
         """Person probability at the model's input resolution.
 
-        frame: H x W x 3 uint8 BGR. Returns h x w float32 in [0, 1], (w, h) = :meth:`input_size`.
+        frame: H x W x 3 uint8 BGR. Returns h x w float32 in [0, 1], (w, h) = :meth:`input_size`,
+        or None (see the class docstring).
         """
-        raise NotImplementedError
 
     def segment(self, frame: Frame) -> Mask:
         """Person probability at frame size: frame H x W x 3 uint8 BGR -> H x W float32."""
         height, width = frame.shape[:2]
-        return upsample_mask(self.predict(frame), width, height)
+        mask = self.predict(frame)
+        if mask is None:
+            raise ModelError(f"{self.name} made no mask for the frame.")
+        return upsample_mask(mask, width, height)
+
+
+class SegmenterWrapper(Segmenter):
+    """A segmenter around another one (:attr:`inner`), with its name, device and input; a
+    subclass adds a policy in :meth:`predict` (see vbg.segmentation.fallback and .still)."""
+
+    def __init__(self, inner: Segmenter) -> None:
+        self.inner = inner
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return self.inner.name
+
+    @property
+    def device(self) -> torch.device:  # type: ignore[override]
+        return self.inner.device
+
+    @property
+    def inference_size(self) -> int:  # type: ignore[override]
+        return self.inner.inference_size
+
+    @property
+    def dtype(self) -> torch.dtype:  # type: ignore[override]
+        return self.inner.dtype
+
+    def input_size(self, width: int, height: int) -> tuple[int, int]:
+        return self.inner.input_size(width, height)
+
+    def predict(self, frame: Frame) -> Mask | None:
+        return self.inner.predict(frame)
+
+
+def share_cores() -> int:
+    """Let a model on the CPU use all cores but one for its intra-op threads, so that capture,
+    compositing and the outputs of a live run always have a core and the output keeps the
+    camera's rate; returns the count. Process-wide: the live run calls it once it knows the
+    model runs on the CPU.
+
+    On 2 cores this is 1 torch thread. Against 2 (benchmarks/threads_ab.py, 3 rounds): with
+    fcn_resnet50 the output held 29.7 fps instead of 28.8 and latency p95 fell from 54 to 35 ms
+    at the same mask rate; mediapipe_selfie was the same either way."""
+    cores = os.cpu_count() or 1
+    threads = max(1, min(torch.get_num_threads(), cores - 1))
+    torch.set_num_threads(threads)
+    return threads
 
 
 class TorchvisionSegmenter(Segmenter):

@@ -26,10 +26,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from vbg.backgrounds import IMAGE_SUFFIXES
 from vbg.errors import SourceError
-from vbg.refine import Keyframe, MaskOptions, MaskPath
-from vbg.segmenter import Segmenter
+from vbg.images import IMAGE_SUFFIXES
+from vbg.mask_filters import Keyframe, MaskOptions, MaskPath
+from vbg.segmentation.segmenter import Segmenter
 
 Frame = np.ndarray  # H x W x 3 uint8, BGR
 Mask = np.ndarray  # H x W float32 in [0, 1]

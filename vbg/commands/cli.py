@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from vbg.config import DEVICES, PRECISIONS, RunConfig, config_from_mapping, read_config_file
 from vbg.errors import ConfigError, ModelError, VbgError
-from vbg.models import FETCH_SOURCES
+from vbg.segmentation.models import FETCH_SOURCES
 
 if TYPE_CHECKING:
-    from vbg.segmenter import Segmenter
+    from vbg.segmentation.segmenter import Segmenter
 
 SUBCOMMANDS = ("run", "process", "models", "eval", "bench", "doctor")
 _EVAL_MASK_KEYS = ("mask_smoothing", "hysteresis", "propagate", "refine", "feather")
@@ -167,7 +167,7 @@ def build_config(args: argparse.Namespace) -> RunConfig:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from vbg.models import MODELS, fetch_model, is_cached
+    from vbg.segmentation.models import MODELS, fetch_model, is_cached
 
     if args.action == "fetch":
         if not args.names:
@@ -197,7 +197,7 @@ def _models(args: argparse.Namespace) -> int:
 
 def _segmenter_from(args: argparse.Namespace) -> Segmenter:
     """The model that the model flags (``_add_model_flags``) name, with run's defaults."""
-    from vbg.segmenter import load_segmenter
+    from vbg.segmentation.segmenter import load_segmenter
 
     defaults = RunConfig()
     return load_segmenter(
@@ -210,8 +210,8 @@ def _segmenter_from(args: argparse.Namespace) -> Segmenter:
 
 
 def _process(args: argparse.Namespace) -> int:
-    from vbg.app import say
-    from vbg.process import process_file
+    from vbg.commands.process import process_file
+    from vbg.commands.run import say
 
     segmenter = _segmenter_from(args)
     frames = process_file(
@@ -226,7 +226,7 @@ def _process(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from vbg.evaluate import evaluate, format_summary, write_json
+    from vbg.commands.evaluate import evaluate, format_summary, write_json
 
     # The mask filters take the same keys, checks and defaults as 'vbg run'.
     flags = {key: getattr(args, key) for key in _EVAL_MASK_KEYS if getattr(args, key) is not None}
@@ -249,8 +249,8 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from vbg.bench import format_bench, run_bench, write_json
-    from vbg.models import MODELS, model_info
+    from vbg.commands.bench import format_bench, run_bench, write_json
+    from vbg.segmentation.models import MODELS, model_info
 
     models = args.models or list(MODELS)
     for name in [*models, *(args.pipeline_models or [])]:
@@ -279,7 +279,7 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from vbg.app import run, say
+    from vbg.commands.run import run, say
 
     config = build_config(args)
     signal.signal(signal.SIGTERM, _raise_interrupt)  # finalise recordings like Ctrl-C does
@@ -293,7 +293,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _doctor() -> int:
-    from vbg.doctor import run_checks
+    from vbg.commands.doctor import run_checks
 
     checks = run_checks()
     for check in checks:

@@ -11,7 +11,7 @@ import threading
 import cv2
 import numpy as np
 
-from vbg.backgrounds import Background, BlurBackground, PassThrough
+from vbg.compositing.backgrounds import Background, BlurBackground, PassThrough
 from vbg.errors import BackgroundError
 
 Frame = np.ndarray  # H x W x 3 uint8, BGR

@@ -1,7 +1,7 @@
 """``vbg process``: one photo or one video file, offline, every frame with its own mask.
 
 No threads: frames are read, segmented, composited and written in order, as fast as the machine
-allows, with a progress bar for videos. Each mask is upsampled guided by its frame (vbg.refine);
+allows, with a progress bar for videos. Each mask is upsampled guided by its frame;
 there is no temporal smoothing: every frame has its own mask.
 """
 
@@ -16,13 +16,14 @@ from typing import TextIO
 import cv2
 import numpy as np
 
-from vbg.backgrounds import IMAGE_SUFFIXES, open_background
-from vbg.compositor import Compositor
+from vbg.compositing.backgrounds import open_background
+from vbg.compositing.compositor import Compositor
 from vbg.errors import SinkError, SourceError
-from vbg.refine import MaskRefiner
-from vbg.segmenter import Segmenter
-from vbg.sinks import RECORDING_CODECS, RecordingSink
-from vbg.sources import VideoFileSource, open_source
+from vbg.images import IMAGE_SUFFIXES
+from vbg.mask_filters import MaskRefiner
+from vbg.outputs.sinks import RECORDING_CODECS, RecordingSink
+from vbg.segmentation.segmenter import Segmenter
+from vbg.sources.capture import VideoFileSource, open_source
 
 Frame = np.ndarray  # H x W x 3 uint8, BGR
 Mask = np.ndarray  # H x W float32 in [0, 1]

@@ -16,7 +16,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from vbg.backgrounds import (
+from vbg.compositing.backgrounds import (
     COLORS,
     Background,
     BlurBackground,
@@ -26,14 +26,14 @@ from vbg.backgrounds import (
     open_background,
     parse_color,
 )
-from vbg.compositor import Compositor
+from vbg.compositing.compositor import Compositor
 from vbg.config import RunConfig
 from vbg.errors import SinkError
+from vbg.outputs.preview import PreviewWindow, draw_overlay
+from vbg.outputs.sinks import CRASH_SAFE_SUFFIXES, RecordingSink, Sink, VirtualCameraSink
 from vbg.pipeline import Pipeline
-from vbg.preview import PreviewWindow, draw_overlay
-from vbg.segmenter import Segmenter, load_segmenter
-from vbg.sinks import CRASH_SAFE_SUFFIXES, RecordingSink, Sink, VirtualCameraSink
-from vbg.sources import open_source
+from vbg.segmentation.segmenter import Segmenter, load_segmenter
+from vbg.sources.capture import open_source
 from vbg.stats import Stats
 
 Frame = np.ndarray  # H x W x 3 uint8, BGR
@@ -132,7 +132,7 @@ class Controls:
         self.compositor.set_background(self.configured)
 
     def handle(self, action: str, frame: Frame | None) -> bool:
-        """Carry out ``action`` (see :data:`vbg.preview.KEYS`); False means quit.
+        """Carry out ``action`` (see :data:`vbg.outputs.preview.KEYS`); False means quit.
 
         ``frame`` is the newest output frame without overlay, for snapshots.
         """

@@ -3,7 +3,7 @@
 Every sink has the same small surface: ``name``, ``write(frame)`` taking an output Frame
 (H x W x 3 uint8 BGR) and ``close()``, safe to call twice. Sinks are context managers.
 The pipeline gives each sink its own thread and queue; the preview window is not a sink here
-because OpenCV windows must live on the main thread (see :mod:`vbg.preview`).
+because OpenCV windows must live on the main thread (see :mod:`vbg.outputs.preview`).
 """
 
 from __future__ import annotations

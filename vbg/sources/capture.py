@@ -16,8 +16,8 @@ from typing import Self
 import cv2
 import numpy as np
 
-from vbg.backgrounds import IMAGE_SUFFIXES, cover, read_image
 from vbg.errors import BackgroundError, SourceError, SourceLost
+from vbg.images import IMAGE_SUFFIXES, cover, read_image
 
 Frame = np.ndarray  # H x W x 3 uint8, BGR
 
@@ -34,6 +34,7 @@ class Source:
     fps: float
     description: str
     live = False  # a camera: read may raise SourceLost, and reopen may bring it back
+    notice: str | None = None  # set while the frames read are stand-ins (a lost camera)
 
     def read(self) -> Frame | None:
         """The next frame (H x W x 3 uint8 BGR), or None at the end of a file.

@@ -15,43 +15,12 @@ import cv2
 import numpy as np
 
 from vbg.errors import BackgroundError
+from vbg.images import IMAGE_SUFFIXES, VIDEO_SUFFIXES, Frame, Mask, cover, read_image
 
-Frame = np.ndarray  # H x W x 3 uint8, BGR
-Mask = np.ndarray  # H x W float32 in [0, 1], 1 = person
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
 DEFAULT_BLUR = 21.0
 COLORS = ("#00B140", "#FFFFFF", "#202020", "#3A6EA5")  # the preview's colour key cycles these
 
 _COLOR_RE = re.compile(r"^#?([0-9a-fA-F]{6})$")
-
-
-def read_image(path: Path) -> Frame:
-    """Read an image file as H x W x 3 uint8 BGR; raises :class:`BackgroundError` if it cannot."""
-    try:
-        data = np.fromfile(path, dtype=np.uint8)  # imread cannot open non-ASCII paths everywhere
-    except OSError as exc:
-        raise BackgroundError(f"Background image '{path}' cannot be read: {exc.strerror}.") from exc
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if image is None:
-        raise BackgroundError(
-            f"Background image '{path}' is not an image OpenCV can decode. Use a JPEG or PNG file."
-        )
-    return image
-
-
-def cover(image: Frame, width: int, height: int) -> Frame:
-    """Scale ``image`` (H x W x 3) to cover width x height, keeping its aspect, and centre-crop."""
-    src_h, src_w = image.shape[:2]
-    if (src_w, src_h) == (width, height):
-        return image
-    scale = max(width / src_w, height / src_h)
-    new_w, new_h = max(width, round(src_w * scale)), max(height, round(src_h * scale))
-    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    resized = cv2.resize(image, (new_w, new_h), interpolation=interpolation)
-    x, y = (new_w - width) // 2, (new_h - height) // 2
-    return np.ascontiguousarray(resized[y : y + height, x : x + width])
 
 
 class Background:

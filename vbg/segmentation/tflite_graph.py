@@ -5,6 +5,12 @@ DEPTHWISE_CONV_2D, ADD, MUL, RELU, RELU6, HARD_SWISH, LOGISTIC, AVERAGE_POOL_2D,
 RESIZE_BILINEAR, DEQUANTIZE (of fp16 constants, folded at load time) and MediaPipe's custom
 ``Convolution2DTransposeBias``. Anything else raises :class:`ModelError` naming the operator.
 
+Only float models run: float32 tensors, and float16 constants that DEQUANTIZE turns into float32
+(what MediaPipe's files and TFLite's float16 conversion hold). A quantized model (int8/uint8/int16
+weights or activations, or integer tensors with a scale and zero point) is refused with one
+:class:`ModelError` before anything is built: running its integers as floats gives a wrong mask.
+Enum values (operators, tensor types, padding, activations) come from the ``tflite`` package.
+
 TFLite tensors are NHWC; the torch graph runs NCHW (what torch's kernels are fastest with), so
 weights are permuted once at load time and axis arguments are mapped. Padding follows TFLite:
 SAME pads ``max((ceil(in / stride) - 1) * stride + (k - 1) * dilation + 1 - in, 0)`` in total,
@@ -30,16 +36,47 @@ try:
 except ImportError:  # pragma: no cover - a dependency; the message says what to do
     tflite = None
 
-_SAME, _VALID = 0, 1  # tflite.Padding
-_ACTIVATIONS: dict[int, Callable[..., torch.Tensor] | None] = {
-    0: None,  # NONE
-    1: F.relu,
-    3: F.relu6,
-}
-_NP_TYPES = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64, 9: np.int8}
+
+def _enum_names(enum: type) -> dict[int, str]:
+    """Value -> name of one of the ``tflite`` package's enum classes."""
+    return {v: k for k, v in vars(enum).items() if not k.startswith("_")}
+
+
+if tflite is not None:
+    _OPERATOR_NAMES = _enum_names(tflite.BuiltinOperator)
+    _TYPE_NAMES = _enum_names(tflite.TensorType)
+    _ACTIVATION_NAMES = _enum_names(tflite.ActivationFunctionType)
+    _ACTIVATIONS: dict[int, Callable[..., torch.Tensor] | None] = {
+        tflite.ActivationFunctionType.NONE: None,
+        tflite.ActivationFunctionType.RELU: F.relu,
+        tflite.ActivationFunctionType.RELU6: F.relu6,
+    }
+    # The types whose constants vbg reads: float weights, integer sizes and axes.
+    _NP_TYPES = {
+        tflite.TensorType.FLOAT32: np.float32,
+        tflite.TensorType.FLOAT16: np.float16,
+        tflite.TensorType.INT32: np.int32,
+        tflite.TensorType.INT64: np.int64,
+    }
+    # Types that only quantized kernels compute with (int4 weights always carry a scale).
+    _QUANTIZED_TYPES = {tflite.TensorType.INT8, tflite.TensorType.UINT8, tflite.TensorType.INT16}
+    _FLOAT_TYPES = {tflite.TensorType.FLOAT16, tflite.TensorType.FLOAT32, tflite.TensorType.FLOAT64}
+
+# MediaPipe's Convolution2DTransposeBias keeps its padding as TfLitePadding, the C API's enum
+# (kTfLitePaddingUnknown = 0, kTfLitePaddingSame = 1, kTfLitePaddingValid = 2), not the schema's
+# tflite.Padding (SAME = 0): the tflite package has no copy of the C enum.
+_C_PADDING_SAME = 1
 _NHWC_TO_NCHW_AXIS = {0: 0, 1: 2, 2: 3, 3: 1, -1: 1, -2: 3, -3: 2, -4: 0}
 
 Step = Callable[[list[torch.Tensor | None]], None]
+
+
+def _fetch_command() -> str:
+    """``vbg models fetch`` with the names of the MediaPipe models, for error messages."""
+    from vbg.segmentation.models import MODELS  # here: the registry imports torchvision
+
+    names = [info.name for info in MODELS.values() if info.family == "mediapipe"]
+    return f"'vbg models fetch {' '.join(names)}'"
 
 
 def _same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int]:
@@ -94,6 +131,7 @@ class TFLiteGraph(nn.Module):
             tuple(int(d) for d in graph.Tensors(i).ShapeAsNumpy()) for i in self.outputs
         ]
         self._n_tensors = graph.TensorsLength()
+        self._refuse_quantized()
         for index in range(graph.OperatorsLength()):
             self._add_operator(graph.Operators(index))
         del self._model, self._graph  # the flatbuffer is not needed once the steps exist
@@ -102,12 +140,42 @@ class TFLiteGraph(nn.Module):
 
     @staticmethod
     def _opcode_name(code: tflite.OperatorCode) -> str:
+        # Codes past 127 live in builtin_code only; older files fill deprecated_builtin_code only.
         builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
-        names = {v: k for k, v in vars(tflite.BuiltinOperator).items() if not k.startswith("_")}
-        name = names.get(builtin, str(builtin))
-        if name == "CUSTOM":
+        if builtin == tflite.BuiltinOperator.CUSTOM:
             return code.CustomCode().decode()
-        return name
+        return _OPERATOR_NAMES.get(builtin, str(builtin))
+
+    def _refuse_quantized(self) -> None:
+        """Raise :class:`ModelError` if the graph computes with quantized integers.
+
+        A tensor is quantized when an operator reads or writes it and it is int8/uint8/int16 (only
+        quantized kernels take those; the input of a CAST is exempt: an image fed as uint8), or
+        when it is a non-float tensor with a scale (int8 weights, the int32 bias of a quantized
+        convolution). A float16 constant feeding DEQUANTIZE is not: float models store
+        half-size weights that way, MediaPipe's among them.
+        """
+        graph = self._graph
+        found: dict[str, str] = {}  # type name -> the first tensor of that type
+        for op_index in range(graph.OperatorsLength()):
+            op = graph.Operators(op_index)
+            reads = [] if self._opcodes[op.OpcodeIndex()] == "CAST" else op.InputsAsNumpy()
+            for index in (*reads, *op.OutputsAsNumpy()):
+                if index < 0:  # an optional input left out
+                    continue
+                tensor = graph.Tensors(int(index))
+                kind, params = tensor.Type(), tensor.Quantization()
+                scaled = params is not None and params.ScaleLength() > 0
+                if kind in _QUANTIZED_TYPES or (scaled and kind not in _FLOAT_TYPES):
+                    name = _TYPE_NAMES.get(kind, str(kind)).lower()
+                    found.setdefault(name, (tensor.Name() or b"").decode(errors="replace"))
+        if found:
+            raise ModelError(
+                f"'{self.path}' is a quantized ({'/'.join(sorted(found))}) TensorFlow Lite model "
+                f"(tensor '{next(iter(found.values()))}'); vbg runs float32/float16 models only. "
+                f"Use the float version of the model: for MediaPipe's selfie segmentation, leave "
+                f"out --weights to use the float file that {_fetch_command()} puts in vbg's cache."
+            )
 
     def _constant(self, index: int) -> np.ndarray | None:
         """The value of a constant tensor (from its buffer, or folded), else None."""
@@ -119,7 +187,8 @@ class TFLiteGraph(nn.Module):
             return None
         dtype = _NP_TYPES.get(tensor.Type())
         if dtype is None:
-            raise ModelError(f"'{self.path}': tensor type {tensor.Type()} is not supported.")
+            name = _TYPE_NAMES.get(tensor.Type(), str(tensor.Type()))
+            raise ModelError(f"'{self.path}': constants of type {name} are not supported.")
         shape = tuple(int(d) for d in tensor.ShapeAsNumpy()) if tensor.ShapeLength() else ()
         value = np.frombuffer(buffer.DataAsNumpy().tobytes(), dtype=dtype).reshape(shape)
         self._constants[index] = value
@@ -163,7 +232,8 @@ class TFLiteGraph(nn.Module):
 
     def _activation(self, code: int) -> Callable[..., torch.Tensor] | None:
         if code not in _ACTIVATIONS:
-            raise ModelError(f"'{self.path}': fused activation {code} is not supported.")
+            name = _ACTIVATION_NAMES.get(code, str(code))
+            raise ModelError(f"'{self.path}': the fused activation {name} is not supported.")
         return _ACTIVATIONS[code]
 
     def _op_conv_2d(
@@ -185,7 +255,7 @@ class TFLiteGraph(nn.Module):
         bias = self._param(bias_value) if bias_value is not None else None
         stride = (options.StrideH(), options.StrideW())  # type: ignore[attr-defined]
         dilation = (options.DilationHFactor(), options.DilationWFactor())  # type: ignore[attr-defined]
-        same = options.Padding() == _SAME  # type: ignore[attr-defined]
+        same = options.Padding() == tflite.Padding.SAME  # type: ignore[attr-defined]
         activation = self._activation(options.FusedActivationFunction())  # type: ignore[attr-defined]
         size = (kernel.shape[1], kernel.shape[2])
         pointwise = size == (1, 1) and groups == 1 and stride == (1, 1)
@@ -263,7 +333,7 @@ class TFLiteGraph(nn.Module):
         options = self._options(op, tflite.Pool2DOptions)
         size = (options.FilterHeight(), options.FilterWidth())  # type: ignore[attr-defined]
         stride = (options.StrideH(), options.StrideW())  # type: ignore[attr-defined]
-        same = options.Padding() == _SAME  # type: ignore[attr-defined]
+        same = options.Padding() == tflite.Padding.SAME  # type: ignore[attr-defined]
         activation = self._activation(options.FusedActivationFunction())  # type: ignore[attr-defined]
 
         def pool(x: torch.Tensor) -> torch.Tensor:
@@ -304,14 +374,18 @@ class TFLiteGraph(nn.Module):
         weight = self._param(kernel.transpose(3, 0, 1, 2))  # [O, kh, kw, I] -> [I, O, kh, kw]
         bias = self._param(bias_value)
         kh, kw = kernel.shape[1], kernel.shape[2]
+        same = padding == _C_PADDING_SAME
 
         def deconv(x: torch.Tensor) -> torch.Tensor:
+            # The full output is (in - 1) * stride + k; SAME drops max(0, k - (in - 1) % stride
+            # - 1) rows (columns), the smaller half at the top (left), as MediaPipe's kernel does.
             y = F.conv_transpose2d(x, weight, bias, (stride_h, stride_w))
-            if padding == _SAME:  # the output is input * stride; crop what SAME padding would add
-                height, width = x.shape[2] * stride_h, x.shape[3] * stride_w
-                top = max(kh - stride_h, 0) // 2
-                left = max(kw - stride_w, 0) // 2
-                y = y[:, :, top : top + height, left : left + width]
+            if same:
+                rows = max(0, kh - (x.shape[2] - 1) % stride_h - 1)
+                cols = max(0, kw - (x.shape[3] - 1) % stride_w - 1)
+                if rows or cols:
+                    top, left = rows // 2, cols // 2
+                    y = y[:, :, top : y.shape[2] - rows + top, left : y.shape[3] - cols + left]
             return y
 
         self._emit(out, deconv, ins[0])

@@ -6,7 +6,8 @@ Two families:
   from torchvision's weights API, which downloads and caches them on first use
   (``~/.cache/torch/hub/checkpoints``), or from a local state dict (``--weights``).
 - **mediapipe**: Google's selfie segmentation models (Apache-2.0), read from their .tflite files
-  and run in torch (:mod:`vbg.tflite_graph`). ``vbg models fetch NAME`` puts the file in vbg's cache
+  and run in torch (:mod:`vbg.segmentation.tflite_graph`). ``vbg models fetch NAME`` puts the
+  file in vbg's cache
   (``~/.cache/vbg/models``, or ``$VBG_CACHE_DIR``): from an installed mediapipe, else from
   MediaPipe's public model storage, else from the mediapipe 0.10.14 wheel on PyPI (downloaded with
   pip, not installed). The file's SHA-256 is checked before it is saved.

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from vbg.config import RunConfig
 from vbg.errors import SourceError
-from vbg.sinks import MODPROBE, VIRTUAL_CAMERA_NAME, find_loopback_device, setup_hint
-from vbg.sources import CameraSource
+from vbg.outputs.sinks import MODPROBE, VIRTUAL_CAMERA_NAME, find_loopback_device, setup_hint
+from vbg.sources.capture import CameraSource
 
 MIN_PYTHON = (3, 11)
 CAMERA_INDICES = range(4)  # probed where the system cannot list its cameras
@@ -145,7 +145,7 @@ def check_virtual_camera(*, system: str | None = None, sysfs: Path = Path("/sys"
 
 
 def check_weights(model: str = RunConfig().model) -> Check:
-    from vbg.models import is_cached, model_info
+    from vbg.segmentation.models import is_cached, model_info
 
     info = model_info(model)
     if is_cached(info):

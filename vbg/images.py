@@ -1,0 +1,122 @@
+"""Pictures every stage shares: the Frame and Mask vocabulary, reading a picture file, and
+scaling a picture to cover a frame size (never stretched).
+
+- **Frame**: ``H x W x 3 uint8``, BGR (OpenCV's order) inside vbg; converted only at the edges.
+- **Mask**: ``H x W float32`` in [0, 1], 1 = person.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from vbg.errors import BackgroundError
+
+Frame = np.ndarray  # H x W x 3 uint8, BGR
+Mask = np.ndarray  # H x W float32 in [0, 1], 1 = person
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
+
+TRANSPARENT_FILL = (255, 255, 255)  # RGB: what shows through transparent pixels (white)
+
+_SIXTEEN_BIT_GREY = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
+_ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
+
+
+def read_image(path: Path) -> Frame:
+    """Read a picture file as an H x W x 3 uint8 BGR Frame (C-contiguous), upright.
+
+    Read with Pillow, which handles what OpenCV's reader gets wrong or drops:
+
+    - EXIF orientation: a phone photo stored sideways comes back upright.
+    - CMYK (JPEG, TIFF): converted to RGB without a colour profile (the ICC profile is ignored).
+    - 16-bit greyscale (mode ``I;16``, and ``I`` taken as 0-65535): scaled, not clipped, to
+      8 bit (65535 -> 255, 32768 -> 128). 16-bit RGB(A) PNG and TIFF Pillow already reduces to
+      8 bit by keeping the high byte (65535 -> 255).
+    - Palette pictures, with or without a transparent index; greyscale (``L``, ``LA``, ``1``);
+      RGBA.
+    - Transparency (an alpha channel, a transparent palette index or colour key) is composited
+      over white (:data:`TRANSPARENT_FILL`). White, because most pictures with transparent parts
+      (logos, icons, slide graphics) are drawn to be seen on a white page: their dark lines and
+      text would vanish over black.
+
+    Raises :class:`BackgroundError`, its message saying what to do, when the file is missing,
+    unreadable, not a picture, damaged, in a colour mode that has no RGB conversion, or larger
+    than Pillow's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``, about 89 Mpixel).
+    """
+    try:
+        with Image.open(path) as opened:  # Python's open(): non-ASCII paths work everywhere
+            _check_size(path, opened.size)
+            upright = ImageOps.exif_transpose(opened)  # a copy, decoded
+            return _to_bgr(path, upright)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        # The warning is raised only where warnings are errors (pytest -W error); elsewhere it is
+        # printed and _check_size refuses the picture.
+        raise _too_large(path) from exc
+    except FileNotFoundError as exc:
+        raise BackgroundError(f"Image '{path}' does not exist. Check the path.") from exc
+    except UnidentifiedImageError as exc:
+        raise BackgroundError(
+            f"Image '{path}' is not an image file vbg can read. Use a JPEG or PNG file."
+        ) from exc
+    except (PermissionError, IsADirectoryError) as exc:
+        raise BackgroundError(
+            f"Image '{path}' cannot be read ({exc.strerror}). Check that it is a file you may read."
+        ) from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:  # Pillow's ways to say "damaged"
+        raise BackgroundError(
+            f"Image '{path}' cannot be decoded ({exc}). Save it again as a JPEG or PNG file."
+        ) from exc
+
+
+def _check_size(path: Path, size: tuple[int, int]) -> None:
+    """Refuse a picture over Pillow's pixel limit before decoding it."""
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and size[0] * size[1] > limit:
+        raise _too_large(path)
+
+
+def _too_large(path: Path) -> BackgroundError:
+    limit = Image.MAX_IMAGE_PIXELS or 0
+    return BackgroundError(
+        f"Image '{path}' is too large to read safely (over {limit / 1e6:.0f} megapixels, or a "
+        "damaged file claiming to be). Scale it down, e.g. to 3840 x 2160."
+    )
+
+
+def _to_bgr(path: Path, image: Image.Image) -> Frame:
+    """An H x W x 3 uint8 BGR copy of ``image`` (any Pillow mode)."""
+    if image.mode in _SIXTEEN_BIT_GREY:
+        grey16 = np.asarray(image).astype(np.float32)  # H x W, 0..65535
+        grey = np.clip(np.rint(grey16 * (255.0 / 65535.0)), 0, 255).astype(np.uint8)
+        return cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
+    try:
+        if image.mode in _ALPHA_MODES or "transparency" in image.info:
+            rgba = image.convert("RGBA")  # a transparent index or colour key becomes alpha
+            fill = Image.new("RGBA", rgba.size, (*TRANSPARENT_FILL, 255))
+            rgb = Image.alpha_composite(fill, rgba).convert("RGB")
+        else:
+            rgb = image.convert("RGB")  # CMYK, YCbCr, P, L, 1 (a copy even when already RGB)
+    except ValueError as exc:  # LAB, HSV and other modes with no direct conversion
+        raise BackgroundError(
+            f"Image '{path}' uses the colour mode {image.mode}, which vbg cannot convert. "
+            "Save it as an RGB JPEG or PNG file."
+        ) from exc
+    return cv2.cvtColor(np.asarray(rgb), cv2.COLOR_RGB2BGR)  # a new, contiguous array
+
+
+def cover(image: Frame, width: int, height: int) -> Frame:
+    """Scale ``image`` (H x W x 3) to cover width x height, keeping its aspect, and centre-crop."""
+    src_h, src_w = image.shape[:2]
+    if (src_w, src_h) == (width, height):
+        return image
+    scale = max(width / src_w, height / src_h)
+    new_w, new_h = max(width, round(src_w * scale)), max(height, round(src_h * scale))
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    resized = cv2.resize(image, (new_w, new_h), interpolation=interpolation)
+    x, y = (new_w - width) // 2, (new_h - height) // 2
+    return np.ascontiguousarray(resized[y : y + height, x : x + width])

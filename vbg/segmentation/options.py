@@ -1,0 +1,5 @@
+"""The choices a model is run with, kept apart from torch so that the command line can check
+them without importing it."""
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("auto", "float32", "float16")
