@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import collections
 import json
-import resource
 import sys
 import threading
 import time
@@ -15,9 +14,57 @@ SAMPLES_KEPT = 20_000
 
 
 def peak_rss_mb() -> float:
-    """The process's peak resident memory so far, in MiB."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    """The process's peak resident memory so far, in MiB; 0.0 where the platform does not say.
+
+    Linux and macOS: ``getrusage``'s ``ru_maxrss`` (the ``resource`` module, Unix only, so it is
+    imported here and not at the top: vbg must import on Windows). Windows: the peak working set
+    (``GetProcessMemoryInfo``, through ctypes: no extra dependency). 0.0 means "not known" (a
+    platform with neither, or the call failed); a real figure is never 0 for a running Python.
+    """
+    if sys.platform == "win32":
+        return _peak_working_set_mb()
+    try:
+        import resource
+    except ImportError:  # neither Unix nor Windows (WASI, Emscripten)
+        return 0.0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
     return round(peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024, 1)
+
+
+def _peak_working_set_mb() -> float:
+    """Windows: the process's peak working set in MiB (0.0 if the call fails)."""
+    if sys.platform != "win32":  # for mypy on other platforms; only peak_rss_mb calls this
+        return 0.0
+    import ctypes
+    from ctypes import wintypes
+
+    class ProcessMemoryCounters(ctypes.Structure):  # PROCESS_MEMORY_COUNTERS, psapi.h
+        _fields_ = [
+            ("cb", wintypes.DWORD),
+            ("PageFaultCount", wintypes.DWORD),
+            ("PeakWorkingSetSize", ctypes.c_size_t),
+            ("WorkingSetSize", ctypes.c_size_t),
+            ("QuotaPeakPagedPoolUsage", ctypes.c_size_t),
+            ("QuotaPagedPoolUsage", ctypes.c_size_t),
+            ("QuotaPeakNonPagedPoolUsage", ctypes.c_size_t),
+            ("QuotaNonPagedPoolUsage", ctypes.c_size_t),
+            ("PagefileUsage", ctypes.c_size_t),
+            ("PeakPagefileUsage", ctypes.c_size_t),
+        ]
+
+    counters = ProcessMemoryCounters()
+    counters.cb = ctypes.sizeof(counters)
+    try:
+        kernel32 = ctypes.WinDLL("kernel32")
+        kernel32.GetCurrentProcess.restype = wintypes.HANDLE
+        get_info = kernel32.K32GetProcessMemoryInfo  # kernel32 since Windows 7
+        get_info.argtypes = [wintypes.HANDLE, ctypes.POINTER(ProcessMemoryCounters), wintypes.DWORD]
+        get_info.restype = wintypes.BOOL
+        if not get_info(kernel32.GetCurrentProcess(), ctypes.byref(counters), counters.cb):
+            return 0.0
+    except (OSError, AttributeError):  # an unusual Windows without the call
+        return 0.0
+    return round(counters.PeakWorkingSetSize / (1024 * 1024), 1)
 
 
 class Stats:
