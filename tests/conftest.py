@@ -1,7 +1,13 @@
-"""Shared fixtures: the real data under ../shared/data and an untrained model's weights."""
+"""Shared fixtures: test data, an untrained model's weights, and real test doubles.
+
+Two kinds of data: the small committed set in tests/fixtures/data (``fixture_path``; made by
+tools/make_test_fixtures.py, always there) and the full set in ../shared/data (``data_path``; a
+test that needs it is skipped when it is absent, except under ``CI=true``, where that is a failure).
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -11,16 +17,47 @@ import pytest
 import torch
 from torchvision.models import segmentation
 
-from vbg.sinks import Sink
+from vbg.outputs.sinks import Sink
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "data"
+
+
+def in_ci() -> bool:
+    """Whether the tests run in CI (``CI=true``, as GitHub Actions and most CI services set)."""
+    return os.environ.get("CI", "").strip().lower() in {"true", "1"}
 
 
 def data_path(*parts: str) -> Path:
-    """A file under ../shared/data; skips the test with a reason when the data is absent."""
+    """A file or folder under ../shared/data (the full data set, not committed).
+
+    When it is absent the test is skipped with the reason; with ``CI=true`` the test fails instead,
+    so that a CI run without the data cannot pass by skipping everything that needs it.
+    """
     path = DATA.joinpath(*parts)
     if not path.exists():
-        pytest.skip(f"test data {path} is absent (shared/ must sit beside the checkout)")
+        reason = f"test data {path} is absent (shared/ must sit beside the checkout)"
+        if in_ci():
+            pytest.fail(f"{reason}; CI=true, so this fails instead of skipping", pytrace=False)
+        pytest.skip(reason)
+    return path
+
+
+def fixture_path(*parts: str) -> Path:
+    """A file or folder under tests/fixtures/data (committed; see its README.md). Never skips.
+
+    Layout: ``clip.mp4`` (75 frames, 320x180, 29.97 fps, a man sitting outdoors),
+    ``photos/{images,masks}`` (4 photos, 320 px wide, exact 0/255 person masks),
+    ``video/{frames,masks}`` (24 frames, 256x144, exact masks; the ``vbg eval --data`` layout),
+    ``backgrounds/`` (2 pictures, 480x270).
+    """
+    path = FIXTURES.joinpath(*parts)
+    if not path.exists():
+        pytest.fail(
+            f"test fixture {path} is missing: it is committed in git "
+            "(made by tools/make_test_fixtures.py)",
+            pytrace=False,
+        )
     return path
 
 
