@@ -195,9 +195,10 @@ class TFLiteGraph(nn.Module):
         return value
 
     def _param(self, value: np.ndarray) -> torch.Tensor:
-        param = nn.Parameter(
-            torch.from_numpy(np.ascontiguousarray(value, np.float32)), requires_grad=False
-        )
+        array = np.ascontiguousarray(value, np.float32)
+        if not array.flags.writeable:  # a float32 constant viewing the file: torch warns
+            array = array.copy()
+        param = nn.Parameter(torch.from_numpy(array), requires_grad=False)
         self._params.append(param)
         return param
 
