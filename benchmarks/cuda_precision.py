@@ -9,7 +9,7 @@ IoU of the two masks at 0.5). The torchvision models run with untrained weights 
 pretrained ones are not cached (the speed is the same; their masks are then noise, so only the
 MediaPipe rows' agreement says much).
 
-    python benchmarks/cuda_precision.py --data DIR [--device cuda] [--rounds 7] [--repeat 30]
+    python benchmarks/cuda_precision.py [--data DIR] [--device cuda] [--rounds 7] [--repeat 30]
         [--channels-last] [--json F]
 """
 
@@ -24,10 +24,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from common import parse_args
 
-from vbg.backgrounds import cover
-from vbg.models import MODELS, is_cached
-from vbg.segmenter import (
+from vbg.images import cover
+from vbg.segmentation.models import MODELS, is_cached
+from vbg.segmentation.segmenter import (
     Segmenter,
     TorchvisionSegmenter,
     build_model,
@@ -78,15 +79,14 @@ def _alternating(variants: dict[str, Segmenter], frame: np.ndarray, rounds: int,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--repeat", type=int, default=30)
     parser.add_argument("--channels-last", action="store_true", help="also the channels-last ones")
     parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
+    args, data = parse_args(parser)
     device = choose_device(args.device)
-    photo = cv2.imread(str(args.data / "images" / "volcomix_doctor-5871743_640.jpg"))
+    photo = cv2.imread(str(data.still))
     frame = cover(photo, 1280, 720)
     rows = []
     for name, info in MODELS.items():

@@ -1,29 +1,28 @@
 """What dtSSD the parkour clip gives masks that are almost right (issue: flicker, lag, edges).
 
-dtSSD (Robust Video Matting's temporal-consistency error, vbg/evaluate.py) compares each frame's
-change of the mask with the change of the true mask. On a fast runner, an error that moves with
-the person shows up as temporal error too. This scores the true masks themselves, altered in
-three small ways, to show where the floor lies for any model's masks on this clip:
+dtSSD (Robust Video Matting's temporal-consistency error, vbg/commands/evaluate.py) compares
+each frame's change of the mask with the change of the true mask. On a fast runner, an error that
+moves with the person shows up as temporal error too. This scores the true masks themselves,
+altered in three small ways, to show where the floor lies for any model's masks on this clip:
 
 - softened edges (Gaussian blur, sigma 2 px);
 - a consistent 2 px spill around the person (dilation by a 5 x 5 square);
 - one frame late (what a mask one camera frame old would score).
 
-    python benchmarks/dtssd_floor.py
+    python benchmarks/dtssd_floor.py [--data DIR]
 """
 
 from __future__ import annotations
 
+import argparse
 import statistics
 from collections.abc import Callable
-from pathlib import Path
 
 import cv2
 import numpy as np
+from common import parse_args
 
-from vbg.evaluate import dtssd, load_samples
-
-PARKOUR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "video_gt" / "parkour"
+from vbg.commands.evaluate import dtssd, load_samples
 
 
 def score(truths: list[np.ndarray], alter: Callable[[int], np.ndarray]) -> float:
@@ -36,9 +35,10 @@ def score(truths: list[np.ndarray], alter: Callable[[int], np.ndarray]) -> float
 
 
 def main() -> None:
+    _, data = parse_args(argparse.ArgumentParser(description=__doc__))
     truths = [
         (cv2.imread(str(sample.mask), cv2.IMREAD_GRAYSCALE) > 127).astype(np.float32)
-        for sample in load_samples(PARKOUR)[1]
+        for sample in load_samples(data.parkour)[1]
     ]
     square = np.ones((5, 5), np.uint8)
     cases = {

@@ -1,7 +1,7 @@
 """Before/after figures for vbg's mask filters (issue: flicker, lag, edges, halo).
 
-Runs ``vbg eval``'s scoring (vbg/evaluate.py) with the filters off and on, on the data in
-../shared/data, with the MediaPipe models (their real weights: vbg models fetch):
+Runs ``vbg eval``'s scoring (vbg/commands/evaluate.py) with the filters off and on, on the test
+data (benchmarks/common.py), with the MediaPipe models (their real weights: vbg models fetch):
 
 1. temporal consistency on parkour: raw per-frame masks vs vbg's smoothing (dtSSD, IoU);
 2. lag on parkour replayed as a 24 fps camera with a 300 ms (and 100 ms) model: the mask held
@@ -10,7 +10,7 @@ Runs ``vbg eval``'s scoring (vbg/evaluate.py) with the filters off and on, on th
 4. halo: colour difference just outside the person between the blurred output and a blur of the
    true room alone, plain Gaussian blur of the whole frame vs vbg's mask-weighted blur.
 
-    python benchmarks/mask_quality.py [--json out.json]
+    python benchmarks/mask_quality.py [--data DIR] [--json out.json]
 """
 
 from __future__ import annotations
@@ -23,15 +23,13 @@ from typing import Any
 
 import cv2
 import numpy as np
+from common import Data, evaluate_with, parse_args
 
-from vbg.backgrounds import BlurBackground
-from vbg.evaluate import evaluate, iou, load_samples
-from vbg.refine import MaskOptions, MaskRefiner
-from vbg.segmenter import Segmenter, load_segmenter
+from vbg.commands.evaluate import iou, load_samples
+from vbg.compositing.backgrounds import BlurBackground
+from vbg.mask_filters import MaskOptions, MaskRefiner
+from vbg.segmentation.segmenter import Segmenter, load_segmenter
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-PARKOUR = DATA / "video_gt" / "parkour"
-COCO = DATA / "images_gt" / "coco128_person"
 RAW = MaskOptions(smoothing=0.0, hysteresis=0.0, propagate=False, refine=False)
 VBG = MaskOptions()
 
@@ -48,12 +46,12 @@ def _row(label: str, summary: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def halo(model: str) -> dict[str, float]:
+def halo(model: str, coco: Path) -> dict[str, float]:
     """Mean colour difference (sum over B, G, R) in a band 1-15 px outside the true person."""
     segmenter = load_segmenter(model, weights=None, device="cpu")
     refiner = MaskRefiner()
     plain_d, weighted_d = [], []
-    for sample in load_samples(COCO, "prominent")[1]:
+    for sample in load_samples(coco, "prominent")[1]:
         frame = cv2.imread(str(sample.frame))
         truth = cv2.imread(str(sample.mask), cv2.IMREAD_GRAYSCALE) > 127
         mask = refiner.refine(segmenter.predict(frame), frame)
@@ -75,10 +73,12 @@ def _centre(mask: np.ndarray) -> np.ndarray:
     return np.array([xs.mean(), ys.mean()]) if len(xs) else np.zeros(2)
 
 
-def moved_bound(segmenter: Segmenter, frames: list[dict[str, Any]], fps: float) -> float:
+def moved_bound(
+    segmenter: Segmenter, parkour: Path, frames: list[dict[str, Any]], fps: float
+) -> float:
     """Mean IoU of the model's mask of each shown frame's keyframe, shifted by the true
     displacement of the person's centre from the keyframe to the shown frame."""
-    samples = {sample.stem: sample for sample in load_samples(PARKOUR)[1]}
+    samples = {sample.stem: sample for sample in load_samples(parkour)[1]}
     order = list(samples)
     ious = []
     for row in frames:
@@ -100,39 +100,39 @@ def main() -> None:
     parser.add_argument(
         "--models", nargs="*", default=["mediapipe_selfie_landscape", "mediapipe_selfie"]
     )
-    args = parser.parse_args()
-    results: dict[str, Any] = {}
-    for model in args.models:
-        segmenter = load_segmenter(model, weights=None, device="cpu")
-        print(model)
-        rows = [
-            _row(
-                "parkour raw per-frame masks", evaluate(segmenter, PARKOUR, options=RAW)["summary"]
-            ),
-            _row("parkour vbg filters", evaluate(segmenter, PARKOUR, options=VBG)["summary"]),
-        ]
-        for latency in (300, 100):
-            replay = {"replay_fps": 24.0, "latency_ms": float(latency)}
-            for label, options in (("held", MaskOptions(propagate=False)), ("propagated", VBG)):
-                result = evaluate(segmenter, PARKOUR, options=options, **replay)
-                rows.append(_row(f"parkour 24 fps, {latency} ms model, {label}", result["summary"]))
-            bound = moved_bound(segmenter, result["frames"], 24.0)
-            print(f"  {latency} ms: the mask shifted by the true displacement: IoU {bound:.4f}")
-            rows.append(
-                {"case": f"parkour 24 fps, {latency} ms model, true shift", "iou_mean": bound}
-            )
-        bilinear = MaskOptions(refine=False)
-        for data, subset in ((COCO, "prominent"), (PARKOUR, None)):
-            name = data.name + (f" ({subset})" if subset else "")
-            for label, options in (("bilinear", bilinear), ("guided", VBG)):
-                summary = evaluate(segmenter, data, subset=subset, options=options)["summary"]
-                rows.append(_row(f"{name} edges {label}", summary))
-        figures = halo(model)
-        print(f"  halo (coco128_person prominent): plain blur {figures['plain_blur']:.2f}, "
-              f"mask-weighted {figures['mask_weighted']:.2f}")  # fmt: skip
-        results[model] = {"rows": rows, "halo": figures}
+    args, data = parse_args(parser)
+    results = {model: measure(model, data) for model in args.models}
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
+
+
+def measure(model: str, data: Data) -> dict[str, Any]:
+    """All four parts for one model, printed as they come."""
+    parkour, coco = data.parkour, data.coco
+    segmenter = load_segmenter(model, weights=None, device="cpu")
+    print(model)
+    rows = [
+        _row("parkour raw per-frame masks", evaluate_with(segmenter, RAW, parkour)["summary"]),
+        _row("parkour vbg filters", evaluate_with(segmenter, VBG, parkour)["summary"]),
+    ]
+    for latency in (300, 100):
+        replay = {"replay_fps": 24.0, "latency_ms": float(latency)}
+        for label, options in (("held", MaskOptions(propagate=False)), ("propagated", VBG)):
+            result = evaluate_with(segmenter, options, parkour, **replay)
+            rows.append(_row(f"parkour 24 fps, {latency} ms model, {label}", result["summary"]))
+        bound = moved_bound(segmenter, parkour, result["frames"], 24.0)
+        print(f"  {latency} ms: the mask shifted by the true displacement: IoU {bound:.4f}")
+        rows.append({"case": f"parkour 24 fps, {latency} ms model, true shift", "iou_mean": bound})
+    bilinear = MaskOptions(refine=False)
+    for folder, subset in ((coco, "prominent"), (parkour, None)):
+        name = folder.name + (f" ({subset})" if subset else "")
+        for label, options in (("bilinear", bilinear), ("guided", VBG)):
+            summary = evaluate_with(segmenter, options, folder, subset=subset)["summary"]
+            rows.append(_row(f"{name} edges {label}", summary))
+    figures = halo(model, coco)
+    print(f"  halo (coco128_person prominent): plain blur {figures['plain_blur']:.2f}, "
+          f"mask-weighted {figures['mask_weighted']:.2f}")  # fmt: skip
+    return {"rows": rows, "halo": figures}
 
 
 if __name__ == "__main__":

@@ -2,52 +2,37 @@
 the end, with the peak. The pipeline runs as ``vbg bench`` runs it (paced 30 fps 1280x720 camera
 from a real clip, looping), plus a recording to a temporary file.
 
-    python benchmarks/memory.py [--minutes 5] [--model mediapipe_selfie_landscape]
+    python benchmarks/memory.py [--minutes 5] [--model mediapipe_selfie_landscape] [--data DIR]
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-from vbg.backgrounds import BlurBackground
-from vbg.bench import TimingSink, bench_segmenter
-from vbg.compositor import Compositor
-from vbg.pipeline import Pipeline
-from vbg.sinks import RecordingSink
-from vbg.sources import VideoFileSource
+from common import live_pipeline, parse_args, rss_mb
+
+from vbg.commands.bench import TimingSink, bench_segmenter
+from vbg.outputs.sinks import RecordingSink
+from vbg.sources.capture import VideoFileSource
 from vbg.stats import Stats, peak_rss_mb
-
-CLIP = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "videos"
-
-
-def rss_mb() -> float:
-    """Resident memory now (Linux /proc), in MiB."""
-    with open("/proc/self/statm") as file:
-        pages = int(file.read().split()[1])
-    return pages * os.sysconf("SC_PAGE_SIZE") / (1024 * 1024)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--minutes", type=float, default=5.0)
     parser.add_argument("--model", default="mediapipe_selfie_landscape")
-    args = parser.parse_args()
+    args, data = parse_args(parser)
     segmenter, _ = bench_segmenter(args.model, "cpu")
-    source = VideoFileSource(
-        CLIP / "volcomix_doctor-26732.mp4", width=1280, height=720, fps=30.0, loop=True
-    )
+    source = VideoFileSource(data.clip, width=1280, height=720, fps=30.0, loop=True)
     stats = Stats()
     with tempfile.TemporaryDirectory() as folder:
         recording = RecordingSink(Path(folder) / "memory.mp4", 1280, 720, 30.0)
-        pipeline = Pipeline(
-            source, segmenter, Compositor(BlurBackground()), [TimingSink(), recording],
-            max_frames=round(args.minutes * 60 * 30), stats=stats,
-        )  # fmt: skip
+        pipeline = live_pipeline(source, segmenter, [TimingSink(), recording],
+                                 frames=round(args.minutes * 60 * 30), stats=stats)  # fmt: skip
         samples: list[tuple[float, float]] = []
         pipeline.start()
         started = time.monotonic()

@@ -1,13 +1,15 @@
 """Soak test (not part of the test suite): 20,000 frames from a video file at full speed through
-every stage (capture, model, mask filters, compositor, recording; the capture waits for the
-compositor, so every frame read is composited) and checks that nothing grows:
+every stage (capture, model, mask filters, compositor, recording; the capture waits until the
+recording has written the last frame, so every frame read is composited and recorded) and checks
+that nothing grows:
 
 - the thread count and the sink queues stay bounded;
 - resident memory grows by less than 5 % after warm-up (the first 1,000 frames);
-- no frame reaches the recording out of order (the sink thread counts any, vbg/pipeline.py);
+- the compositor skips no frame read;
 - the recording holds every frame the compositor made (decoded again and counted).
 
     python benchmarks/soak.py [--frames 20000] [--model mediapipe_selfie_landscape] [--json F]
+        [--data DIR]
 
 Exits 1 when a check fails.
 """
@@ -24,20 +26,53 @@ from pathlib import Path
 from typing import Any
 
 import cv2
+from common import live_pipeline, parse_args, rss_mb
 
-from vbg.backgrounds import BlurBackground
-from vbg.bench import bench_segmenter
-from vbg.compositor import Compositor
-from vbg.pipeline import Pipeline
-from vbg.sinks import RecordingSink
-from vbg.sources import VideoFileSource
+from vbg.commands.bench import bench_segmenter
+from vbg.images import Frame
+from vbg.outputs.sinks import RecordingSink, Sink
+from vbg.sources.capture import Source, VideoFileSource
 from vbg.stats import Stats
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from memory import rss_mb  # noqa: E402
-
-CLIP = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "videos"
 WARM_UP = 1000  # frames before the memory baseline
+
+
+class LockstepSource(Source):
+    """``inner``, read one frame at a time: the next frame only once :class:`LockstepSink` has
+    written the last one (as a file is processed, not as a camera: no frame is skipped). After
+    :attr:`ended` is set, a read that would wait returns None (the end), so the run stops."""
+
+    def __init__(self, inner: Source) -> None:
+        self.inner = inner
+        self.width, self.height, self.fps = inner.width, inner.height, inner.fps
+        self.description = inner.description
+        self.turn = threading.Semaphore(1)
+        self.ended = threading.Event()
+
+    def read(self) -> Frame | None:
+        while not self.turn.acquire(timeout=0.1):
+            if self.ended.is_set():
+                return None
+        return self.inner.read()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class LockstepSink(Sink):
+    """``inner``, handing the source its turn after each frame written."""
+
+    def __init__(self, inner: Sink, source: LockstepSource) -> None:
+        super().__init__()
+        self.inner, self.source = inner, source
+        self.name = inner.name
+
+    def _write(self, frame: Frame) -> None:
+        self.inner.write(frame)
+        self.source.turn.release()
+
+    def _close(self) -> None:
+        self.inner.close()
 
 
 def count_frames(path: Path) -> int:
@@ -49,17 +84,17 @@ def count_frames(path: Path) -> int:
     return frames
 
 
-def soak(frames: int, model: str, width: int, height: int) -> dict[str, Any]:
+def soak(clip: Path, frames: int, model: str, width: int, height: int) -> dict[str, Any]:
     segmenter, real = bench_segmenter(model, "cpu")
-    source = VideoFileSource(CLIP / "volcomix_doctor-26732.mp4", width=width, height=height,
-                             loop=True, realtime=False)  # fmt: skip
+    source = LockstepSource(
+        VideoFileSource(clip, width=width, height=height, loop=True, realtime=False)
+    )
     stats = Stats()
     samples: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "soak.mkv"
-        recording = RecordingSink(path, width, height, source.fps)
-        pipeline = Pipeline(source, segmenter, Compositor(BlurBackground()), [recording],
-                            max_frames=frames, stats=stats, every_frame=True)  # fmt: skip
+        recording = LockstepSink(RecordingSink(path, width, height, source.fps), source)
+        pipeline = live_pipeline(source, segmenter, [recording], frames=frames, stats=stats)
         started = time.monotonic()
         pipeline.start()
         while not pipeline.wait(2.0):
@@ -71,6 +106,7 @@ def soak(frames: int, model: str, width: int, height: int) -> dict[str, Any]:
                 print(f"{samples[-1]['s']:6.0f} s  {samples[-1]['frames']:6d} frames  RSS "
                       f"{samples[-1]['rss_mb']:7.1f} MiB  threads {samples[-1]['threads']}  "
                       f"record queue {samples[-1]['queue']}", flush=True)  # fmt: skip
+        source.ended.set()
         pipeline.stop()
         source.close()
         seconds = time.monotonic() - started
@@ -82,7 +118,7 @@ def soak(frames: int, model: str, width: int, height: int) -> dict[str, Any]:
         "model": model, "weights": "real" if real else "untrained", "size": f"{width}x{height}",
         "frames_out": figures["frames_out"], "seconds": round(seconds, 1),
         "fps_out": round(figures["frames_out"] / seconds, 1), "masks": figures["masks"],
-        "frames_skipped_at_capture": figures.get("frames_skipped", 0),
+        "frames_skipped": figures.get("frames_skipped", 0),
         "rss_after_warm_up_mb": round(base, 1),
         "rss_end_mb": round(samples[-1]["rss_mb"], 1),
         "rss_max_after_warm_up_mb": round(max(s["rss_mb"] for s in warm), 1),
@@ -93,7 +129,6 @@ def soak(frames: int, model: str, width: int, height: int) -> dict[str, Any]:
         "record_dropped": figures["dropped"].get("record", 0),
         "record_written": stats.get("record_frames"),
         "recording_decoded_frames": recorded,
-        "out_of_order": stats.get("record_out_of_order"),
     }  # fmt: skip
     growth = (result["rss_max_after_warm_up_mb"] - base) / base
     result["rss_growth_percent"] = round(100 * growth, 2)
@@ -101,7 +136,7 @@ def soak(frames: int, model: str, width: int, height: int) -> dict[str, Any]:
         "threads bounded": result["threads_max"] == result["threads_min"],
         "record queue bounded": result["record_queue_max"] <= result["record_queue_limit"],
         "memory grows < 5 %": growth < 0.05,
-        "no frame out of order": result["out_of_order"] == 0,
+        "no frame skipped": result["frames_skipped"] == 0,
         "recording has every frame": recorded == figures["frames_out"] == result["record_written"],
     }
     return result
@@ -114,8 +149,8 @@ def main() -> int:
     parser.add_argument("--width", type=int, default=1280)
     parser.add_argument("--height", type=int, default=720)
     parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
-    result = soak(args.frames, args.model, args.width, args.height)
+    args, data = parse_args(parser)
+    result = soak(data.clip, args.frames, args.model, args.width, args.height)
     for key, value in result.items():
         if key != "checks":
             print(f"{key:<28} {value}")

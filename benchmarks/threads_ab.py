@@ -3,21 +3,19 @@
 Alternating rounds of vbg bench's pipeline part (paced 30 fps 1280x720 camera from a real clip,
 blur background), medians over the rounds:
 
-    python benchmarks/threads_ab.py [--rounds 3] [--seconds 8]
+    python benchmarks/threads_ab.py [--rounds 3] [--seconds 8] [--data DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-from pathlib import Path
 
 import torch
+from common import parse_args
 
-import vbg.bench
-import vbg.pipeline
+import vbg.commands.bench
 
-CLIP = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "videos"
 MODELS = ("mediapipe_selfie", "fcn_resnet50")
 
 
@@ -25,7 +23,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=8.0)
-    args = parser.parse_args()
+    args, data = parse_args(parser)
     rows: dict[tuple[int, str], list[dict]] = {}
     for _ in range(args.rounds):
         for threads in (1, 2):
@@ -34,11 +32,9 @@ def main() -> None:
                 torch.set_num_threads(count)
                 return count
 
-            vbg.pipeline.share_cores = fixed  # type: ignore[assignment]
+            vbg.commands.bench.share_cores = fixed  # type: ignore[assignment]
             for model in MODELS:
-                result = vbg.bench.bench_pipeline(
-                    model, CLIP / "volcomix_doctor-26732.mp4", args.seconds
-                )
+                result = vbg.commands.bench.bench_pipeline(model, str(data.clip), args.seconds)
                 rows.setdefault((threads, model), []).append(result)
     print(f"{'threads':>7} {'model':<20} {'fps out':>8} {'masks/s':>8} {'latency p95 ms':>15}")
     for (threads, model), results in sorted(rows.items()):

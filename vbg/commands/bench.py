@@ -1,23 +1,30 @@
 """``vbg bench``: how fast each stage is on this machine, and whether the pipeline keeps up.
 
+Its inputs are arguments, as for any tool: the source (a camera index or a video file; camera 0
+by default, as ``vbg run``), and optionally a still picture and a picture or video background.
 Three parts, printed as tables and written as JSON (``--json``):
 
 1. **Models**: milliseconds per mask (median, p95) and masks per second for each model at its
-   input size on each device asked for. Models whose weights are not cached run with untrained
-   weights (speed does not depend on the weights' values) and are marked so.
-2. **Compositor**: milliseconds per frame at 1280x720 and 1920x1080 for each background kind,
-   with a straightforward float32 NumPy blend measured beside it in the same run.
-3. **Pipeline**: a real clip played as a paced 30 fps 1280x720 camera through the normal source
-   interface for N seconds per model, into a sink that only records timings: output and mask
-   rates, capture-to-write latency and mask age (p50, p95), process CPU %, peak RSS, and the
-   frames each queue dropped. ``--still`` adds a still picture as the camera, to show the work
-   saved when nothing moves.
+   input size on each device asked for, on the source's first frame at 1280x720. Models whose
+   weights are not cached run with untrained weights (speed does not depend on the weights'
+   values) and are marked so.
+2. **Compositor**: milliseconds per frame at 1280x720 and 1920x1080 for colour, blur,
+   pass-through and a picture background (the picture given, else the source's first frame), and
+   a video background when one is given, with a straightforward float32 NumPy blend measured
+   beside each in the same run.
+3. **Pipeline**: the source played as a paced 30 fps 1280x720 camera (a video file loops)
+   through the normal source interface for N seconds per model, into a sink that only counts
+   frames: frames out and masks made, output and mask rates, capture-to-write latency and mask
+   age (p50, p95), process CPU %, peak RSS, and the frames each queue dropped. With a still
+   picture, the same again with the picture as the camera, to show the work saved when nothing
+   moves.
 """
 
 from __future__ import annotations
 
 import json
 import statistics
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -36,10 +43,11 @@ from vbg.compositing.backgrounds import (
     VideoBackground,
 )
 from vbg.compositing.compositor import Compositor
-from vbg.errors import SourceError
+from vbg.errors import BackgroundError, SourceError, VbgError
 from vbg.images import cover
 from vbg.outputs.sinks import Sink
 from vbg.pipeline import Pipeline
+from vbg.processor import FrameProcessor
 from vbg.segmentation.models import MODELS, is_cached
 from vbg.segmentation.segmenter import (
     Segmenter,
@@ -47,12 +55,15 @@ from vbg.segmentation.segmenter import (
     choose_device,
     half_precision,
     load_segmenter,
+    share_cores,
 )
-from vbg.sources.capture import ImageSource, VideoFileSource
+from vbg.segmentation.still import StillSceneGate
+from vbg.sources.capture import ImageSource, Source, open_source
 from vbg.stats import Stats
 
 Frame = np.ndarray  # H x W x 3 uint8, BGR
 SIZES = ((1280, 720), (1920, 1080))
+CAMERA = (1280, 720, 30.0)  # width, height, fps of the camera the pipeline part plays
 
 
 def _times(fn: Callable[[], object], repeat: int, warmup: int = 3) -> list[float]:
@@ -93,6 +104,7 @@ def bench_models(
     repeat: int,
     precision: str = "auto",
 ) -> list[dict[str, Any]]:
+    """One row per model and device: ms per mask of ``frame`` (H x W x 3 uint8 BGR)."""
     rows = []
     for device in devices:
         for name in models:
@@ -113,14 +125,26 @@ def bench_models(
     return rows
 
 
-def _backgrounds(data: Path) -> dict[str, Callable[[], Background]]:
-    return {
-        "image": lambda: ImageBackground(data / "backgrounds" / "mate_Dune.jpg"),
-        "video": lambda: VideoBackground(data / "videos" / "volcomix_thoughtful-35590.mp4"),
-        "color": lambda: ColorBackground((64, 177, 0)),
-        "blur": BlurBackground,
-        "none": PassThrough,
+def _frame_background(frame: Frame) -> ImageBackground:
+    """A picture background made of ``frame`` (H x W x 3 uint8 BGR)."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "source-frame.png"
+        cv2.imwrite(str(path), frame)
+        return ImageBackground(path)  # read now: the file may go
+
+
+def background_kinds(
+    frame: Frame, image: Path | None = None, video: Path | None = None
+) -> dict[str, Callable[[], Background]]:
+    """The background kinds to time, by name: a picture (``image``, else ``frame``, H x W x 3
+    uint8 BGR), a video when ``video`` is given, colour, blur and pass-through."""
+    kinds: dict[str, Callable[[], Background]] = {
+        "image": (lambda: ImageBackground(image)) if image else (lambda: _frame_background(frame))
     }
+    if video:
+        kinds["video"] = lambda: VideoBackground(video)
+    kinds.update(color=lambda: ColorBackground((64, 177, 0)), blur=BlurBackground, none=PassThrough)
+    return kinds
 
 
 def numpy_blend(frame: Frame, mask: np.ndarray, background: Frame) -> Frame:
@@ -145,7 +169,11 @@ def _numpy_ms(frame: Frame, mask: np.ndarray, background: Frame, repeat: int) ->
     return statistics.median(_times(lambda: numpy_blend(frame, mask, background), repeat))
 
 
-def bench_compositor(source: Frame, data: Path, repeat: int) -> list[dict[str, Any]]:
+def bench_compositor(
+    source: Frame, kinds: dict[str, Callable[[], Background]], repeat: int
+) -> list[dict[str, Any]]:
+    """One row per size and background kind: ms per frame made of ``source`` (H x W x 3 uint8
+    BGR, covered to each size) with a soft ellipse as the mask."""
     rows = []
     for width, height in SIZES:
         frame = cover(source, width, height)
@@ -154,75 +182,93 @@ def bench_compositor(source: Frame, data: Path, repeat: int) -> list[dict[str, A
             ellipse, (width // 2, height), (width // 4, height * 3 // 4), 0, 0, 360, 1.0, -1
         )
         mask = cv2.GaussianBlur(ellipse, (0, 0), 4)
-        for kind, make in _backgrounds(data).items():
+        for kind, make in kinds.items():
             background = make()
-            ours = _composite_ms(Compositor(background), frame, mask, repeat)
-            row: dict[str, Any] = {
-                "size": f"{width}x{height}", "background": kind, "ms_median": round(ours, 2)
-            }  # fmt: skip
-            rendered = background.render(frame, 0.0, mask)
-            if rendered is not None:
-                theirs = _numpy_ms(frame, mask, rendered, repeat)
-                row["numpy_float32_ms"] = round(theirs, 2)
-                row["speedup"] = round(theirs / ours, 1)
+            try:
+                ours = _composite_ms(Compositor(background), frame, mask, repeat)
+                row: dict[str, Any] = {
+                    "size": f"{width}x{height}", "background": kind, "ms_median": round(ours, 2)
+                }  # fmt: skip
+                rendered = background.render(frame, 0.0, mask)
+                if rendered is not None:
+                    theirs = _numpy_ms(frame, mask, rendered, repeat)
+                    row["numpy_float32_ms"] = round(theirs, 2)
+                    row["speedup"] = round(theirs / ours, 1)
+            finally:
+                background.close()
             rows.append(row)
-            background.close()
     return rows
 
 
 class TimingSink(Sink):
-    """A sink that only takes the frames (the pipeline records when each one arrives)."""
+    """A sink that only counts the frames (the pipeline records when each one arrives)."""
 
     name = "sink"
 
     def __init__(self) -> None:
+        super().__init__()
         self.frames = 0
 
-    def write(self, frame: Frame) -> None:
+    def _write(self, frame: Frame) -> None:
         self.frames += 1
+
+
+def live_processor(segmenter: Segmenter, *, skip_still: bool = True) -> FrameProcessor:
+    """The frame path the pipeline part times: ``segmenter`` with vbg's mask filters and a blur
+    background, and as in ``vbg run``, a still scene not segmented again (``skip_still``) and a
+    model on the CPU leaving a core to the other stages."""
+    if segmenter.device.type == "cpu":
+        share_cores()
+    model = StillSceneGate(segmenter) if skip_still else segmenter
+    return FrameProcessor(model, Compositor(BlurBackground()))
+
+
+def run_pipeline(
+    source: Source, segmenter: Segmenter, *, frames: int, skip_still: bool = True
+) -> dict[str, Any]:
+    """Run the live pipeline on ``source`` (:func:`live_processor`, into a :class:`TimingSink`)
+    until ``frames`` frames are out or the source ends; return its Stats figures. ``skip_still``
+    False segments every frame, even one that barely changed. Does not close ``source``."""
+    stats = Stats()
+    processor = live_processor(segmenter, skip_still=skip_still)
+    pipeline = Pipeline(source, processor, [TimingSink()], max_frames=frames, stats=stats)
+    pipeline.start()
+    try:
+        pipeline.wait(frames / source.fps + 60.0)
+    finally:
+        pipeline.stop()
+    return stats.to_dict()
 
 
 def bench_pipeline(
     name: str,
-    clip: Path,
+    source: str,
     seconds: float,
     *,
-    still: Path | None = None,
     device: str = "cpu",
     skip_still: bool = True,
     precision: str = "auto",
 ) -> dict[str, Any]:
-    """Run the live pipeline for ``seconds`` on a paced 30 fps 1280x720 camera made of ``clip``
-    (or of the still picture ``still``); return its figures. ``skip_still`` False segments
-    every frame, even one that barely changed."""
+    """Run the live pipeline for ``seconds`` on ``source`` (a camera index, or a video or picture
+    file) played as a paced 30 fps 1280x720 camera, a video looping; return its figures."""
     segmenter, real = bench_segmenter(name, device, precision)
-    source = (
-        ImageSource(still, width=1280, height=720, fps=30.0)
-        if still
-        else VideoFileSource(clip, width=1280, height=720, fps=30.0, loop=True)
-    )
-    stats = Stats()
-    pipeline = Pipeline(
-        source,
-        segmenter,
-        Compositor(BlurBackground()),
-        [TimingSink()],
-        max_frames=max(1, round(30 * seconds)),
-        stats=stats,
-        skip_still=skip_still,
-    )
-    pipeline.start()
-    try:
-        pipeline.wait(seconds + 60.0)
-    finally:
-        pipeline.stop()
-        source.close()
-    figures = stats.to_dict()
+    width, height, fps = CAMERA
+    with open_source(source, width=width, height=height, fps=fps, loop=True) as camera:
+        scene = "still" if isinstance(camera, ImageSource) else "moving"
+        figures = run_pipeline(
+            camera, segmenter, frames=max(1, round(fps * seconds)), skip_still=skip_still
+        )
+        description = camera.description
     return {
         "model": name,
         "device": segmenter.device.type,
         "weights": "real" if real else "untrained",
-        "scene": "still" if still else "moving",
+        "source": description,
+        "scene": scene,
+        "frames_out": figures["frames_out"],
+        "masks": figures["masks"],
+        "masks_skipped": figures.get("masks_skipped", 0),
+        "seconds": figures["duration_s"],
         "fps_out": figures["fps_out"],
         "mask_fps": figures["mask_fps"],
         "latency_ms": figures["timings"].get("latency_sink", {}),
@@ -230,60 +276,87 @@ def bench_pipeline(
         "cpu_percent": figures["cpu_percent"],
         "peak_rss_mb": figures["peak_rss_mb"],
         "dropped": {**figures["dropped"], "frames_skipped": figures.get("frames_skipped", 0)},
-        "masks_skipped": figures.get("masks_skipped", 0),
     }
 
 
+def first_frame(source: str) -> Frame:
+    """The first frame (H x W x 3 uint8 BGR, at the source's own size) of ``source``: a camera
+    index or a video or picture file. Raises :class:`SourceError` saying what to do."""
+    with open_source(source, realtime=False) as opened:
+        frame = opened.read()
+    if frame is None:
+        raise SourceError(f"Source '{source}' gives no frame. Pick another with --source.")
+    return frame
+
+
+def _check_file(path: Path | None, error: type[VbgError], what: str, flag: str) -> None:
+    if path is not None and not path.is_file():
+        raise error(f"{what} '{path}' does not exist. Check {flag}.")
+
+
 def run_bench(
-    data: Path,
     *,
     models: Sequence[str],
+    source: str = "0",
+    still: Path | None = None,
+    background_image: Path | None = None,
+    background_video: Path | None = None,
     devices: Sequence[str] = ("cpu",),
     seconds: float = 10.0,
     repeat: int = 20,
     pipeline_models: Sequence[str] | None = None,
-    still: bool = False,
     skip_still: bool = True,
     precision: str = "auto",
 ) -> dict[str, Any]:
-    """All three parts; ``data`` is the shared data folder (videos/, backgrounds/, images/).
-    The pipeline part runs its models on the first of ``devices``."""
-    clip = data / "videos" / "volcomix_doctor-26732.mp4"
-    capture = cv2.VideoCapture(str(clip))
-    ok, first = capture.read()
-    capture.release()
-    if not ok:
-        raise SourceError(f"The benchmark clip '{clip}' cannot be read; pass --data.")
-    frame = cover(first, 1280, 720)
+    """All three parts. ``source``: a camera index or a video file; ``still``: a picture for a
+    second pipeline run per model; ``background_image`` / ``background_video``: what the
+    compositor part times as those backgrounds (a picture made of the source's first frame, and
+    no video, without them). The pipeline part runs its models on the first of ``devices``.
+    Every input is opened before anything is timed, so a bad one fails at once."""
+    _check_file(still, SourceError, "Still picture", "--still")
+    _check_file(background_image, BackgroundError, "Background picture", "--background-image")
+    _check_file(background_video, BackgroundError, "Background video", "--background-video")
+    first = first_frame(source)
+    if still is not None:
+        ImageSource(still, realtime=False).close()  # raises SourceError if it cannot be read
+    kinds = background_kinds(first, background_image, background_video)
+    for make in kinds.values():
+        make().close()  # raises BackgroundError if it cannot be read
     result: dict[str, Any] = {
         "machine": {
             "cpus": torch.get_num_threads(),
             "torch": torch.__version__,
             "cuda": torch.cuda.is_available(),
         },  # fmt: skip
-        "models": bench_models(frame, models, devices, repeat, precision),
-        "compositor": bench_compositor(first, data, repeat * 5),
+        "inputs": {
+            "source": source,
+            "still": str(still) if still else None,
+            "background_image": str(background_image) if background_image else None,
+            "background_video": str(background_video) if background_video else None,
+        },
+        "models": bench_models(cover(first, *CAMERA[:2]), models, devices, repeat, precision),
+        "compositor": bench_compositor(first, kinds, repeat * 5),
         "pipeline": [],
     }
+    scenes = [source] + ([str(still)] if still is not None else [])
     for name in pipeline_models if pipeline_models is not None else models:
-        for picture in [None, data / "images" / "volcomix_doctor-5871743_640.jpg"][: 1 + still]:
+        for scene in scenes:
             result["pipeline"].append(
                 bench_pipeline(
                     name,
-                    clip,
+                    scene,
                     seconds,
-                    still=picture,
                     device=devices[0],
                     skip_still=skip_still,
                     precision=precision,
-                )  # fmt: skip
+                )
             )
     return result
 
 
 def format_bench(result: dict[str, Any]) -> str:
-    """The tables ``vbg bench`` prints."""
-    lines = ["Models (one 1280x720 frame, mask at frame size):"]
+    """The tables ``vbg bench`` prints; every figure in them is one of ``result``'s."""
+    lines = ["Models (the source's first frame at 1280x720, mask at frame size):"]
     lines.append(f"  {'model':<30} {'device':<6} {'dtype':<7} {'input':>9} {'median ms':>10} "
                  f"{'p95 ms':>8} {'masks/s':>8}  weights")  # fmt: skip
     for row in result["models"]:
@@ -302,12 +375,13 @@ def format_bench(result: dict[str, Any]) -> str:
         lines.append(
             f"  {row['size']:>9} {row['background']:<6} {row['ms_median']:>7.2f} ms{extra}"
         )
-    lines.append("Pipeline (paced 30 fps 1280x720 camera, blur background):")
+    lines.append("Pipeline (the source as a paced 30 fps 1280x720 camera, blur background):")
     for row in result["pipeline"]:
         latency, age = row["latency_ms"], row["mask_age_ms"]
         lines.append(
-            f"  {row['model']:<30} {row['device']:<4} {row['scene']:<6} out "
-            f"{row['fps_out']:5.1f} fps  masks {row['mask_fps']:5.1f}/s  latency p50 "
+            f"  {row['model']:<30} {row['device']:<4} {row['scene']:<6} {row['frames_out']:>5} "
+            f"frames in {row['seconds']:.2f} s, out {row['fps_out']:5.1f} fps  "
+            f"{row['masks']:>5} masks {row['mask_fps']:5.1f}/s  latency p50 "
             f"{latency.get('p50_ms', 0):6.1f} p95 "
             f"{latency.get('p95_ms', 0):6.1f} ms  mask age p50 {age.get('p50_ms', 0):7.1f} p95 "
             f"{age.get('p95_ms', 0):7.1f} ms  CPU {row['cpu_percent']:5.1f}%  RSS "

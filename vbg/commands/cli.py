@@ -122,15 +122,26 @@ def _build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="time the models, the compositor and the pipeline")
     bench.add_argument(
-        "--data", type=Path, default=Path("../shared/data"),
-        help="folder with videos/, backgrounds/ and images/; ../shared/data",
+        "--source", default="0",
+        help="camera index or video file, played as a 30 fps 1280x720 camera (a video loops); 0",
+    )  # fmt: skip
+    bench.add_argument(
+        "--still", type=Path, metavar="PICTURE",
+        help="also run the pipeline part with this picture as the camera (a still scene)",
+    )  # fmt: skip
+    bench.add_argument(
+        "--background-image", type=Path, metavar="PATH",
+        help="picture the compositor part times; the source's first frame",
+    )  # fmt: skip
+    bench.add_argument(
+        "--background-video", type=Path, metavar="PATH",
+        help="also time the compositor with this video as the background",
     )  # fmt: skip
     bench.add_argument("--models", nargs="+", help="models to time; all")
     bench.add_argument("--devices", nargs="+", choices=DEVICES, default=["cpu"], help="cpu")
     bench.add_argument("--seconds", type=float, default=10.0, help="pipeline run per model; 10")
     bench.add_argument("--repeat", type=int, default=20, help="timed runs per model; 20")
     bench.add_argument("--pipeline-models", nargs="*", help="models for the pipeline part; all")
-    bench.add_argument("--still", action="store_true", help="also run the pipeline on a still")
     bench.add_argument("--precision", choices=PRECISIONS, default="auto", help="auto")
     bench.add_argument(
         "--no-skip-still",
@@ -258,13 +269,15 @@ def _bench(args: argparse.Namespace) -> int:
     if args.seconds <= 0 or args.repeat <= 0:
         raise ConfigError("--seconds and --repeat must be more than 0.")
     result = run_bench(
-        args.data,
         models=models,
+        source=args.source,
+        still=args.still,
+        background_image=args.background_image,
+        background_video=args.background_video,
         devices=args.devices,
         seconds=args.seconds,
         repeat=args.repeat,
         pipeline_models=args.pipeline_models,
-        still=args.still,
         skip_still=args.skip_still,
         precision=args.precision,
     )

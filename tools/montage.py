@@ -1,26 +1,28 @@
 """The picture in the README: raw vs refined edges, plain vs mask-weighted blur, on a real photo.
 
 Uses the mediapipe_selfie model (its real weights: vbg models fetch mediapipe_selfie) on a photo
-from ../shared/data/images and writes docs/mask_quality.png:
+(by default the test data's portrait, see benchmarks/common.py) and writes docs/mask_quality.png:
 
-    python benchmarks/montage.py [--photo PATH] [--out docs/mask_quality.png]
+    python tools/montage.py [--photo PATH | --data DIR] [--out docs/mask_quality.png]
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from vbg.backgrounds import BlurBackground, ColorBackground
-from vbg.compositor import Compositor
-from vbg.refine import MaskRefiner
-from vbg.segmenter import load_segmenter
+from vbg.compositing.backgrounds import BlurBackground, ColorBackground
+from vbg.compositing.compositor import Compositor
+from vbg.mask_filters import MaskRefiner
+from vbg.segmentation.segmenter import load_segmenter
 
 ROOT = Path(__file__).resolve().parents[1]
-PHOTO = ROOT.parent / "shared" / "data" / "images" / "volcomix_woman-5883428_1280.jpg"
+sys.path.insert(0, str(ROOT / "benchmarks"))  # the data's paths
+from common import parse_args  # noqa: E402
 
 
 def label(image: np.ndarray, text: str) -> np.ndarray:
@@ -32,10 +34,10 @@ def label(image: np.ndarray, text: str) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--photo", type=Path, default=PHOTO)
+    parser.add_argument("--photo", type=Path, help="the photo; the test data's portrait")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "mask_quality.png")
-    args = parser.parse_args()
-    frame = cv2.imread(str(args.photo))
+    args, data = parse_args(parser, unless="photo")
+    frame = cv2.imread(str(args.photo or data.portrait))
     if frame.shape[1] > 960:
         frame = cv2.resize(frame, (960, round(frame.shape[0] * 960 / frame.shape[1])))
     segmenter = load_segmenter("mediapipe_selfie", weights=None, device="cpu")
