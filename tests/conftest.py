@@ -8,6 +8,7 @@ test that needs it is skipped when it is absent, except under ``CI=true``, where
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import torch
 from torchvision.models import segmentation
 
 from vbg.outputs.sinks import Sink
+from vbg.segmentation.segmenter import Segmenter
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "data"
@@ -62,19 +64,51 @@ def fixture_path(*parts: str) -> Path:
 
 
 class MemorySink(Sink):
-    """A real sink that keeps a copy of every frame it is sent, and whether it was closed."""
+    """A real sink that keeps a copy of every frame it is sent (``closed`` says whether it was
+    closed)."""
 
     name = "memory"
 
     def __init__(self) -> None:
+        super().__init__()
         self.frames: list[np.ndarray] = []
-        self.closed = False
 
-    def write(self, frame: np.ndarray) -> None:
+    def _write(self, frame: np.ndarray) -> None:
         self.frames.append(frame.copy())
 
-    def close(self) -> None:
-        self.closed = True
+
+class StandInSegmenter(Segmenter):
+    """A real segmenter without a network, fast and the same on every machine: the person is an
+    upright ellipse in the middle of the frame (at the model's 64 x 36 resolution), or, with
+    ``follow_brightness``, the pixels brighter than the frame's mean. ``hold`` (an Event) makes
+    :meth:`predict` wait until it is set, like a model that is much slower than the camera;
+    ``calls`` counts the frames it was given."""
+
+    name = "stand-in"
+    device = torch.device("cpu")
+    inference_size = 36
+
+    def __init__(
+        self, *, follow_brightness: bool = False, hold: threading.Event | None = None
+    ) -> None:
+        self.follow_brightness = follow_brightness
+        self.hold = hold
+        self.calls = 0
+
+    def input_size(self, width: int, height: int) -> tuple[int, int]:
+        return 64, 36
+
+    def predict(self, frame: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        if self.hold is not None:
+            self.hold.wait()
+        if self.follow_brightness:
+            small = cv2.cvtColor(cv2.resize(frame, (64, 36), interpolation=cv2.INTER_AREA),
+                                 cv2.COLOR_BGR2GRAY).astype(np.float32)  # fmt: skip
+            return (small > small.mean()).astype(np.float32)
+        mask = np.zeros((36, 64), np.float32)
+        cv2.ellipse(mask, (32, 22), (12, 16), 0, 0, 360, 1.0, -1)
+        return mask
 
 
 def decode_video(path: Path) -> list[np.ndarray]:
@@ -98,6 +132,19 @@ def fcn_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
         weights=None, weights_backbone=None, num_classes=21, aux_loss=True
     )
     path = tmp_path_factory.mktemp("weights") / "fcn_resnet50_untrained.pth"
+    torch.save(model.state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def fast_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A state dict of an untrained lraspp_mobilenet_v3_large (13 MB, quick to load and run): for
+    tests that start ``python -m vbg``, pass ``--model lraspp_mobilenet_v3_large --weights``."""
+    torch.manual_seed(0)
+    model = segmentation.lraspp_mobilenet_v3_large(
+        weights=None, weights_backbone=None, num_classes=21
+    )
+    path = tmp_path_factory.mktemp("weights") / "lraspp_untrained.pth"
     torch.save(model.state_dict(), path)
     return path
 

@@ -19,7 +19,6 @@ from vbg.mask_filters import MaskOptions
 from vbg.segmentation.options import DEVICES, PRECISIONS
 
 
-
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
     """Everything ``vbg run`` needs. Zero means "automatic" for sizes, rates and limits."""

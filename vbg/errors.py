@@ -36,5 +36,9 @@ class ModelError(VbgError):
     """A model name, weights file or device cannot be used."""
 
 
+class ProcessingError(VbgError):
+    """A frame could not be segmented, filtered or composited (not the model's fault)."""
+
+
 class SinkError(VbgError):
     """An output (virtual camera, preview window, recording) cannot be opened or written."""

@@ -120,3 +120,9 @@ def cover(image: Frame, width: int, height: int) -> Frame:
     resized = cv2.resize(image, (new_w, new_h), interpolation=interpolation)
     x, y = (new_w - width) // 2, (new_h - height) // 2
     return np.ascontiguousarray(resized[y : y + height, x : x + width])
+
+
+def grey(frame: Frame, width: int, height: int) -> np.ndarray:
+    """The frame (H x W x 3 uint8 BGR) as a small grey image of width x height (uint8)."""
+    small = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)

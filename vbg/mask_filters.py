@@ -25,6 +25,8 @@ import dataclasses
 import cv2
 import numpy as np
 
+from vbg.images import grey
+
 Frame = np.ndarray  # H x W x 3 uint8, BGR
 Mask = np.ndarray  # H x W float32 in [0, 1], 1 = person
 Grey = np.ndarray  # H x W uint8
@@ -32,12 +34,6 @@ Grey = np.ndarray  # H x W uint8
 FLOW_WIDTH = 320  # frames are this wide (or less) for the flow that moves masks between results
 HYSTERESIS_BAND = 0.25  # the hysteresis acts on mask values within this of the 0.5 threshold
 SURE = 0.1  # the refiner moves model values this close to 0 or 1 less, and 0 or 1 not at all
-
-
-def grey(frame: Frame, width: int, height: int) -> Grey:
-    """The frame (H x W x 3 uint8 BGR) as a small grey image of width x height (uint8)."""
-    small = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
-    return cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
 
 
 @dataclasses.dataclass(frozen=True)

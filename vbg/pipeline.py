@@ -1,25 +1,22 @@
-"""The live Pipeline: capture -> inference -> compositor -> sinks, each on its own thread.
+"""The live Pipeline: capture -> inference -> compositor -> outputs, each on its own thread.
 
-All of vbg's threading lives in this module.
+All of vbg's threading lives in this module; what is done to a frame is not (the stages are
+:class:`vbg.sources.capture.Source`, :class:`vbg.processor.FrameProcessor` and the
+:class:`vbg.outputs.sinks.Sink` s). The pipeline only starts, feeds and stops threads:
 
 - The capture thread reads the Source into a :class:`LatestSlot` (the newest frame wins).
-- The inference thread segments the newest frame at reduced resolution, smooths the mask over
-  time and publishes it as a Keyframe, also through a LatestSlot; it skips frames it cannot keep
-  up with.
-- The compositor thread takes every captured frame with the newest Keyframe, moves the mask along
-  the optical flow to that frame and refines it to full size (:class:`vbg.mask_filters.MaskPath`),
-  blends, so the output keeps the camera's rate even when the model is slower, and hands the
-  result to each sink's :class:`DropOldestQueue` (and to the display queue the main thread shows).
-- Each sink has its own thread, so a slow recorder never stalls the virtual camera.
+- The inference thread runs the processor's model half on the newest frame and publishes the
+  Keyframe through a LatestSlot; frames it cannot keep up with are skipped.
+- The compositor thread runs the processor's compositor half on every captured frame with the
+  newest Keyframe, so the output keeps the camera's rate when the model is slower, and hands the
+  result to each sink's :class:`DropOldestQueue`.
+- Each sink (the virtual camera, a recording, the preview) has its own thread, so a slow
+  recorder never stalls the virtual camera.
 
-One stop event ends everything; a worker's exception is kept and raised by :meth:`Pipeline.stop`
-in the main thread. What the user should know while it runs (the camera was lost and is back,
-the model moved to the CPU, a background could not be shown) travels to the main thread as text
-messages on :attr:`Pipeline.messages`.
-
-Faults it rides out: a camera that stops sending frames (the output repeats the last frame with
-a notice while the camera is reopened with backoff), and a model that fails on a GPU (it is
-loaded again on the CPU, once).
+Errors are turned into :class:`vbg.errors.VbgError` s where they happen (a camera's read, the
+model, compositing, an output), chained with ``from``. A failing output is dropped with a
+message and the run goes on while another output is left; any other failure ends the run and
+:meth:`Pipeline.stop` raises it in the main thread. One stop event ends everything.
 """
 
 from __future__ import annotations
@@ -27,47 +24,44 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import logging
 import os
 import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
-import cv2
-import numpy as np
-import torch
-
-from vbg.compositing.compositor import Compositor, banner
-from vbg.errors import SourceLost
-from vbg.mask_filters import Keyframe, MaskOptions, MaskPath, grey
+from vbg.errors import ModelError, ProcessingError, SinkError, SourceError, VbgError
+from vbg.images import Frame
+from vbg.mask_filters import Keyframe
 from vbg.outputs.sinks import Sink
-from vbg.segmentation.segmenter import Segmenter
+from vbg.processor import FrameProcessor
 from vbg.sources.capture import Source
 from vbg.stats import Stats
 
+log = logging.getLogger("vbg")
 T = TypeVar("T")
-Frame = np.ndarray  # H x W x 3 uint8, BGR
-Mask = np.ndarray  # H x W float32 in [0, 1]
 
 JOIN_TIMEOUT = 5.0
 INFERENCE_NICENESS = 10  # how much lower the model thread's priority is (Linux)
-STILL_SIZE = (64, 36)  # frames are compared at this size to tell a still scene
-STILL_THRESHOLD = 0.5  # mean grey difference (0-255) below which a frame counts as unchanged
-STILL_REFRESH = 1.0  # a still scene is still segmented again this often (seconds)
 SINK_QUEUE_SECONDS = 2.0  # a sink may fall this far behind before its oldest frames are dropped
-RECONNECT_FIRST = 0.5  # seconds before the first try to reopen a lost camera; doubled each try
-RECONNECT_MAX = 5.0  # at most this long between tries
-LOST_NOTICE = "camera lost, reconnecting..."
 
 
 @dataclasses.dataclass(frozen=True)
 class Captured:
-    """A frame from the source with its capture time (``time.monotonic()``); ``lost``: the last
-    good frame shown again while the camera is gone."""
+    """A frame from the source. ``t``: seconds since the pipeline started; ``captured_at``:
+    ``time.monotonic()`` when it was read; ``notice``: set when the frame is a stand-in (the
+    last good frame shown again while the camera is gone), with what every viewer should see."""
 
     frame: Frame
+    t: float
     captured_at: float
-    lost: bool = False
+    notice: str | None = None
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class LatestSlot(Generic[T]):
@@ -153,19 +147,28 @@ class DropOldestQueue(Generic[T]):
             return len(self._items)
 
 
+def _as_sink_error(sink: Sink, exc: Exception) -> SinkError:
+    """``exc`` from ``sink.write`` as a SinkError chained to it (pyvirtualcam, OpenCV and the
+    file system raise their own types)."""
+    if isinstance(exc, SinkError):
+        return exc
+    error = SinkError(f"The {sink.name} output failed ({_reason(exc)}).")
+    error.__cause__ = exc
+    return error
+
+
 class _SinkRunner:
-    """A sink with its own thread and queue; the thread closes the sink when it ends."""
+    """A sink with its own thread and queue. A sink that fails is reported to the pipeline and
+    its thread ends; the sink is closed by whoever ends it (never during a write: see Sink)."""
 
     def __init__(self, sink: Sink, maxsize: int, pipeline: Pipeline) -> None:
         self.sink = sink
         self.queue: DropOldestQueue[Captured] = DropOldestQueue(maxsize)
-        self.thread = threading.Thread(
-            target=pipeline._guard, args=(self._run,), name=f"vbg-sink-{sink.name}"
-        )
+        self.thread = threading.Thread(target=self._run, name=f"vbg-sink-{sink.name}")
+        self._pipeline = pipeline
         self._stats = pipeline.stats
 
     def _run(self) -> None:
-        last = float("-inf")
         try:
             while True:
                 item = self.queue.get(timeout=0.1)
@@ -173,11 +176,12 @@ class _SinkRunner:
                     if self.queue.closed:
                         return
                     continue
-                if item.captured_at < last:  # never expected: the soak benchmark watches it
-                    self._stats.count(f"{self.sink.name}_out_of_order")
-                last = item.captured_at
                 started = time.perf_counter()
-                self.sink.write(item.frame)
+                try:
+                    self.sink.write(item.frame)
+                except Exception as exc:  # noqa: BLE001 - any failure: this output is dropped
+                    self._pipeline._sink_failed(self, _as_sink_error(self.sink, exc))
+                    return
                 self._stats.add_time(self.sink.name, time.perf_counter() - started)
                 self._stats.count(f"{self.sink.name}_frames")
                 # Capture to the sink's write: what a viewer of this output waits.
@@ -186,27 +190,20 @@ class _SinkRunner:
                 )
         finally:
             self._stats.set_dropped(self.sink.name, self.queue.dropped)
-            self.sink.close()
 
-
-def share_cores() -> int:
-    """Let the model's intra-op threads use all cores but one, so that capture, compositing and
-    the sinks always have a core and the output keeps the camera's rate; returns the count.
-
-    On 2 cores this is 1 torch thread. Against 2 (benchmarks/threads_ab.py, 3 rounds): with
-    fcn_resnet50 the output held 29.7 fps instead of 28.8 and latency p95 fell from 54 to 35 ms
-    at the same mask rate; mediapipe_selfie was the same either way."""
-    cores = os.cpu_count() or 1
-    threads = max(1, min(torch.get_num_threads(), cores - 1))
-    torch.set_num_threads(threads)
-    return threads
+    def finish(self) -> None:
+        """Let the sink write what it has queued, then close it (from the main thread)."""
+        self.queue.close()
+        if self.thread.ident is not None:  # started
+            self.thread.join(JOIN_TIMEOUT)
+        if not self.sink.close():
+            log.warning("The %s output was still writing; it was not closed.", self.sink.name)
 
 
 def _yield_to_other_stages() -> None:
     """Give the calling thread (the model's) a lower scheduling priority, so that capture,
     compositing and the sinks run first when the cores are busy and frames never wait for the
-    model. Linux can do this per thread; elsewhere the call is not available and nothing changes
-    (the output then relies on share_cores alone)."""
+    model. Linux can do this per thread; elsewhere the call is not available and nothing changes."""
     with contextlib.suppress(AttributeError, OSError):  # not Linux: a speed aid, not a need
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), INFERENCE_NICENESS)
 
@@ -214,45 +211,22 @@ def _yield_to_other_stages() -> None:
 class Pipeline:
     """Runs the live stages on threads. Use :meth:`start`, then :meth:`stop` (also on error).
 
-    ``display`` adds a one-frame queue (:attr:`display_frames`) that the main thread reads to show
-    the preview window. ``max_frames`` stops the pipeline after that many output frames (0: never).
-    ``skip_still``: when a frame barely differs from the one the model last saw (under a second
-    ago), the model skips it and the mask is reused.
-    ``fallback`` builds the same segmenter on the CPU; when the model fails on another device, it
-    is used from then on (once).
-    ``every_frame``: the capture waits until the compositor has taken its last frame, so every
-    frame of a file read at full speed is composited (a camera never waits: leave it off).
+    ``max_frames`` stops the pipeline after that many output frames (0: never).
     """
 
     def __init__(
         self,
         source: Source,
-        segmenter: Segmenter,
-        compositor: Compositor,
+        processor: FrameProcessor,
         sinks: list[Sink],
         *,
-        mask_options: MaskOptions | None = None,
-        display: bool = False,
         max_frames: int = 0,
         stats: Stats | None = None,
-        skip_still: bool = True,
-        fallback: Callable[[], Segmenter] | None = None,
-        every_frame: bool = False,
     ) -> None:
         self.source = source
-        self.segmenter = segmenter
-        self.compositor = compositor
+        self.processor = processor
         self.stats = stats or Stats()
         self.max_frames = max_frames
-        self.display_frames: DropOldestQueue[Frame] | None = DropOldestQueue(1) if display else None
-        self._path = MaskPath(mask_options)
-        self.skip_still = skip_still
-        self.fallback = fallback
-        self.messages: DropOldestQueue[str] = DropOldestQueue(32)
-        self._lost = threading.Event()  # the live source is gone; being reopened
-        # every_frame: the capture takes this before each frame, the compositor gives it back.
-        self._taken = threading.Semaphore(1) if every_frame else None
-        self._last_segmented: tuple[float, np.ndarray] | None = None
         self._frames: LatestSlot[Captured] = LatestSlot()
         self._masks: LatestSlot[Keyframe] = LatestSlot()
         self._stop = threading.Event()
@@ -262,6 +236,7 @@ class Pipeline:
         self._sinks_lock = threading.Lock()
         self._queue_size = max(2, round(SINK_QUEUE_SECONDS * source.fps))
         self._sinks: list[_SinkRunner] = [_SinkRunner(s, self._queue_size, self) for s in sinks]
+        self._ended: list[_SinkRunner] = []  # sinks that failed or were removed, to close
         self._threads = [
             threading.Thread(target=self._guard, args=(self._capture,), name="vbg-capture"),
             threading.Thread(target=self._guard, args=(self._infer,), name="vbg-inference"),
@@ -272,9 +247,7 @@ class Pipeline:
     # -- control, from the main thread ------------------------------------------------------
 
     def start(self) -> None:
-        """Start every stage's thread (and leave a core free for them, see :func:`share_cores`)."""
-        if self.segmenter.device.type == "cpu":
-            share_cores()
+        """Start every stage's thread."""
         self._started_at = time.monotonic()
         self.stats.start()
         for runner in self._sinks:
@@ -291,6 +264,12 @@ class Pipeline:
         """Wait up to ``timeout`` seconds for the pipeline to finish; True once it has."""
         return self._finished.wait(timeout)
 
+    @property
+    def sinks(self) -> list[Sink]:
+        """The outputs frames go to now."""
+        with self._sinks_lock:
+            return [runner.sink for runner in self._sinks]
+
     def add_sink(self, sink: Sink) -> None:
         """Start sending output frames to ``sink`` (on its own thread) from the next frame."""
         runner = _SinkRunner(sink, self._queue_size, self)
@@ -304,8 +283,7 @@ class Pipeline:
             runners = [r for r in self._sinks if r.sink is sink]
             self._sinks = [r for r in self._sinks if r.sink is not sink]
         for runner in runners:
-            runner.queue.close()
-            runner.thread.join(JOIN_TIMEOUT)
+            runner.finish()
 
     def queue_lengths(self) -> dict[str, int]:
         """How many frames wait in each sink's queue now."""
@@ -313,10 +291,8 @@ class Pipeline:
             return {runner.sink.name: len(runner.queue) for runner in self._sinks}
 
     def stop(self) -> None:
-        """Stop all stages, let each sink write what it has queued, and join the threads.
-
-        Raises the first exception a stage raised, if any.
-        """
+        """Stop all stages, let each sink write what it has queued, close it, and join the
+        threads. Raises the first error a stage raised, if any (a :class:`VbgError`)."""
         self.stats.stop()  # the run's figures end here, not after waiting for the threads
         self._stop.set()
         self._frames.close()
@@ -325,28 +301,29 @@ class Pipeline:
             if thread.is_alive():
                 thread.join(JOIN_TIMEOUT)
         with self._sinks_lock:
-            runners = list(self._sinks)
+            runners, self._sinks = self._sinks + self._ended, []
+            self._ended = []
         for runner in runners:
             runner.queue.close()
         for runner in runners:
-            if runner.thread.is_alive():
-                runner.thread.join(JOIN_TIMEOUT)
-        if self.display_frames is not None:
-            self.display_frames.close()
+            runner.finish()
         self._finished.set()
         if self._error is not None:
             raise self._error
 
-    # -- the stages, each on its own thread -------------------------------------------------
+    # -- what the threads report ------------------------------------------------------------
+
+    def _fail(self, exc: BaseException) -> None:
+        with self._error_lock:
+            if self._error is None:
+                self._error = exc
+        self._finish()
 
     def _guard(self, body: Callable[[], None]) -> None:
         try:
             body()
         except BaseException as exc:  # handed to the main thread by stop()
-            with self._error_lock:
-                if self._error is None:
-                    self._error = exc
-            self._finish()
+            self._fail(exc)
 
     def _finish(self) -> None:
         # The output has ended: the rates end here, not when the model's last mask is done.
@@ -355,156 +332,114 @@ class Pipeline:
         self._frames.close()
         self._finished.set()
 
-    def post(self, text: str) -> None:
-        """Send the user a message (the main thread shows and logs it)."""
-        self.messages.put(text)
+    def _sink_failed(self, runner: _SinkRunner, error: SinkError) -> None:
+        """Drop a failing output; the run goes on while another one is left."""
+        with self._sinks_lock:
+            if runner in self._sinks:
+                self._sinks.remove(runner)
+                self._ended.append(runner)
+            left = len(self._sinks)
+        self.stats.count("outputs_failed")
+        if left:
+            log.warning("%s Going on without it.", error)
+            return
+        self._fail(error)
+
+    # -- the stages, each on its own thread -------------------------------------------------
 
     def _capture(self) -> None:
+        lost = False
         while not self._stop.is_set():
             started = time.perf_counter()
             try:
                 frame = self.source.read()
-            except SourceLost as exc:
-                if not self.source.live:
-                    raise
-                if not self._reconnect(exc):  # stopped while the camera was gone
-                    break
-                continue
+            except VbgError:
+                raise
+            except Exception as exc:  # cv2.error, OSError: the camera or file broke
+                raise SourceError(
+                    f"Reading {self.source.description} failed ({_reason(exc)}). Check the "
+                    "camera or file, or pick another with --source."
+                ) from exc
             if frame is None:  # end of a file
                 break
+            notice = self.source.notice
+            if notice and not lost:
+                self.stats.count("source_lost")
+            lost = bool(notice)
             self.stats.add_time("capture", time.perf_counter() - started)
-            if self._taken is not None and not self._wait_taken():
-                break
             self.stats.count("frames_in")
-            self._frames.put(Captured(frame, time.monotonic()))
+            now = time.monotonic()
+            self._frames.put(Captured(frame, now - self._started_at, now, notice))
         self._frames.close()
 
-    def _wait_taken(self) -> bool:
-        """every_frame: wait until the compositor has taken the last frame; False on stop."""
-        while self._taken is not None and not self._taken.acquire(timeout=0.1):
-            if self._stop.is_set():
-                return False
-        return True
-
-    def _reconnect(self, exc: SourceLost) -> bool:
-        """Reopen the lost source, waiting longer after each failed try, until it is back (True)
-        or the pipeline stops (False). Meanwhile the compositor repeats the last frame."""
-        self._lost.set()
-        self.stats.count("source_lost")
-        self.post(f"{exc} Reconnecting...")
-        delay = RECONNECT_FIRST
-        while not self._stop.wait(delay):
-            try:
-                self.source.reopen()
-            except SourceLost:
-                delay = min(2.0 * delay, RECONNECT_MAX)
-                continue
-            self._lost.clear()
-            self.post(f"{self.source.description} is back.")
-            return True
-        return False
-
-    def _newer_frames(self, counter: str | None = None, repeat: bool = False) -> Iterator[Captured]:
+    def _newer_frames(self, counter: str | None = None) -> Iterator[Captured]:
         """Each newest captured frame once, until stop or the end of the source.
 
         Frames that were replaced before this reader got to them are counted in ``counter``.
-        ``repeat``: while the source is lost, the last frame again at the source's rate, marked.
         """
         seen = 0
-        last: Captured | None = None
-        period = 1.0 / self.source.fps
         while not self._stop.is_set():
-            lost = self._lost.is_set()
-            item = self._frames.wait_newer(seen, timeout=period if lost else 0.1)
+            item = self._frames.wait_newer(seen, timeout=0.1)
             if item is None:
                 if self._frames.closed:
                     return
-                if repeat and lost and last is not None:
-                    yield Captured(last.frame, time.monotonic(), lost=True)
                 continue
-            last = item[1]
             if counter and seen and item[0] > seen + 1:
                 self.stats.count(counter, item[0] - seen - 1)
             seen = item[0]
             yield item[1]
 
-    def _still(self, captured: Captured) -> bool:
-        """Whether ``captured`` barely differs from the last frame the model saw (and that was
-        recently), so its mask can be reused: a still scene costs little CPU."""
-        if not self.skip_still:
-            return False
-        tiny = grey(captured.frame, *STILL_SIZE)
-        last = self._last_segmented
-        if (
-            last is not None
-            and captured.captured_at - last[0] < STILL_REFRESH
-            and float(cv2.absdiff(tiny, last[1]).mean()) < STILL_THRESHOLD
-        ):
-            return True
-        self._last_segmented = (captured.captured_at, tiny)
-        return False
-
     def _infer(self) -> None:
         _yield_to_other_stages()
         for captured in self._newer_frames():
-            if self._still(captured):
+            if captured.notice:
+                continue  # the same frame again: its mask is made
+            started = time.perf_counter()
+            try:
+                keyframe = self.processor.keyframe(captured.frame, captured.t)
+            except VbgError:
+                raise
+            except Exception as exc:  # a model failing on the CPU, a bad .tflite graph
+                segmenter = self.processor.segmenter
+                raise ModelError(
+                    f"The model {segmenter.name} failed on {segmenter.device.type} "
+                    f"({_reason(exc)}). Try another --model, or --device cpu."
+                ) from exc
+            if keyframe is None:
                 self.stats.count("masks_skipped")
                 continue
-            started = time.perf_counter()
-            small = self._predict(captured.frame)
-            keyframe = self._path.keyframe(small, captured.frame, captured.captured_at)
             self.stats.add_time("segment", time.perf_counter() - started)
             self.stats.count("masks")
             self._masks.put(keyframe)
 
-    def _predict(self, frame: Frame) -> Mask:
-        """The segmenter's mask for ``frame``; a model failing on a GPU moves to the CPU once."""
-        try:
-            return self.segmenter.predict(frame)
-        except Exception as exc:  # CUDA or MPS out of memory, a driver error: RuntimeError
-            if self.segmenter.device.type == "cpu" or self.fallback is None:
-                raise
-            failed = self.segmenter.device.type
-            self.segmenter = self.fallback()
-            share_cores()
-            self.stats.info["device"] = f"{self.segmenter.device.type} (after {failed} failed)"
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            self.post(
-                f"The model failed on {failed} ({reason}); running it on the CPU from now on."
-            )
-            return self.segmenter.predict(frame)
-
     def _composite(self) -> None:
         frames_out = 0
-        mask: Mask | None = None
         try:
-            for captured in self._newer_frames("frames_skipped", repeat=True):
+            for captured in self._newer_frames("frames_skipped"):
                 _, keyframe = self._masks.latest()
-                if self._taken is not None and not captured.lost:
-                    self._taken.release()  # the capture may read the next frame
-                if captured.lost:
-                    pass  # the same frame again: the same mask
-                elif keyframe is not None:
-                    started = time.perf_counter()
-                    mask = self._path.mask_for(keyframe, captured.frame, captured.captured_at)
-                    self.stats.add_time("refine", time.perf_counter() - started)
-                    self.stats.add_sample("mask_age", captured.captured_at - keyframe.captured_at)
                 started = time.perf_counter()
-                out = self.compositor.composite(
-                    captured.frame, mask, captured.captured_at - self._started_at
-                )
-                if captured.lost:
-                    out = banner(out, LOST_NOTICE)
+                try:
+                    rendered = self.processor.render(
+                        captured.frame,
+                        keyframe,
+                        captured.t,
+                        notice=captured.notice,
+                        repeat=captured.notice is not None,
+                    )
+                except VbgError:
+                    raise
+                except Exception as exc:  # cv2.error in a filter or the blend
+                    raise ProcessingError(
+                        f"A frame could not be composited ({_reason(exc)})."
+                    ) from exc
                 self.stats.add_time("composite", time.perf_counter() - started)
-                for text in self.compositor.take_notices():
-                    self.post(text)
+                if rendered.mask_age is not None:
+                    self.stats.add_sample("mask_age", rendered.mask_age)
+                output = dataclasses.replace(captured, frame=rendered.frame, notice=None)
                 with self._sinks_lock:
                     runners = list(self._sinks)
-                output = Captured(out, captured.captured_at)
                 for runner in runners:
                     runner.queue.put(output)
-                if self.display_frames is not None:
-                    self.display_frames.put(out)
                 frames_out += 1
                 self.stats.count("frames_out")
                 if self.max_frames and frames_out >= self.max_frames:

@@ -8,30 +8,43 @@ The only place where a config file and flags become a :class:`RunConfig`, and wh
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
-from vbg.config import DEVICES, PRECISIONS, RunConfig, config_from_mapping, read_config_file
+from vbg import log as messages
+from vbg.config import RunConfig, config_from_mapping, read_config_file
 from vbg.errors import ConfigError, ModelError, VbgError
-from vbg.segmentation.models import FETCH_SOURCES
+from vbg.segmentation.options import DEVICES, FETCH_SOURCES, PRECISIONS
 
-if TYPE_CHECKING:
-    from vbg.segmentation.segmenter import Segmenter
-
+log = logging.getLogger("vbg")
 SUBCOMMANDS = ("run", "process", "models", "eval", "bench", "doctor")
-_EVAL_MASK_KEYS = ("mask_smoothing", "hysteresis", "propagate", "refine", "feather")
+_VERBOSITY_FLAGS = ("-v", "--verbose", "-q", "--quiet")
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse that reports a bad flag as one line, without the usage block."""
 
     def error(self, message: str) -> NoReturn:
-        print(f"vbg: error: {message} (see '{self.prog} --help')", file=sys.stderr)
+        log.error("%s (see '%s --help')", message, self.prog)
         raise SystemExit(2)
+
+
+def _add_verbosity_flags(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
+    """-v / -q, before or after the command name (the command's own leave the top's default)."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "-v", "--verbose", dest="verbosity", action="store_const", const=messages.VERBOSE,
+        default=messages.NORMAL if top else argparse.SUPPRESS, help="say more (details)",
+    )  # fmt: skip
+    group.add_argument(
+        "-q", "--quiet", dest="verbosity", action="store_const", const=messages.QUIET,
+        default=messages.NORMAL if top else argparse.SUPPRESS, help="say only what went wrong",
+    )  # fmt: skip
 
 
 def _add_model_flags(parser: argparse.ArgumentParser) -> None:
@@ -60,25 +73,34 @@ def _add_mask_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--feather", type=float, help="soften the edge by this many pixels; 0")
 
 
-def _build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="vbg", description="Live webcam virtual background.")
-    commands = parser.add_subparsers(dest="command", parser_class=_Parser)
-
-    run = commands.add_parser("run", help="live: camera -> virtual camera, preview, recording")
-    run.add_argument("--config", type=Path, help="TOML config file (see configs/default.toml)")
-    run.add_argument("--source", help="camera index (0) or a video or image file")
-    run.add_argument("--loop", action=argparse.BooleanOptionalAction, help="repeat a file source")
-    run.add_argument(
+def _add_frame_path_flags(parser: argparse.ArgumentParser) -> None:
+    """The options of the one frame path (model, mask filters, compositing) and ``--config``:
+    the same for ``run``, ``process`` and ``eval``, checked by the same code (vbg.config)."""
+    parser.add_argument("--config", type=Path, help="TOML config file (see configs/default.toml)")
+    parser.add_argument(
         "--background",
         help="image, folder of images, video, blur, blur:STRENGTH, color:#RRGGBB or none; blur",
     )
-    _add_model_flags(run)
-    _add_mask_flags(run)
-    run.add_argument(
+    _add_model_flags(parser)
+    _add_mask_flags(parser)
+    parser.add_argument(
         "--blur-weighted", action=argparse.BooleanOptionalAction,
         help="blur backgrounds without the person's colours (no halo); on",
     )  # fmt: skip
-    run.add_argument("--light-wrap", type=float, help="background light on the edge, 0-1; 0")
+    parser.add_argument("--light-wrap", type=float, help="background light on the edge, 0-1; 0")
+    parser.add_argument("--mirror", action=argparse.BooleanOptionalAction, help="flip left-right")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="vbg", description="Live webcam virtual background.")
+    _add_verbosity_flags(parser, top=True)
+    commands = parser.add_subparsers(dest="command", parser_class=_Parser)
+
+    run = commands.add_parser("run", help="live: camera -> virtual camera, preview, recording")
+    _add_verbosity_flags(run)
+    run.add_argument("--source", help="camera index (0) or a video or image file")
+    run.add_argument("--loop", action=argparse.BooleanOptionalAction, help="repeat a file source")
+    _add_frame_path_flags(run)
     run.add_argument(
         "--skip-still", action=argparse.BooleanOptionalAction,
         help="reuse the mask while the picture does not change (less CPU); on",
@@ -94,18 +116,18 @@ def _build_parser() -> argparse.ArgumentParser:
         "--record", help="also record the output to this file (.mkv plays even after a crash; .mp4)"
     )
     run.add_argument("--record-dir", help="folder for recordings and snapshots made with keys")
-    run.add_argument("--mirror", action=argparse.BooleanOptionalAction, help="flip left-right")
     run.add_argument("--max-frames", type=int, help="stop after this many output frames")
     run.add_argument("--stats", help="write run statistics as JSON to this file at exit")
 
     process = commands.add_parser("process", help="offline: one photo or video file")
+    _add_verbosity_flags(process)
     process.add_argument("input", type=Path, help="photo or video file")
     process.add_argument("-o", "--output", type=Path, required=True, help="output file")
-    process.add_argument("--background", default="blur", help="as for 'vbg run'; blur")
     process.add_argument("--save-mask", type=Path, help="also write the person mask here")
-    _add_model_flags(process)
+    _add_frame_path_flags(process)
 
     evaluate = commands.add_parser("eval", help="score the masks on photos or a video with truth")
+    _add_verbosity_flags(evaluate)
     evaluate.add_argument("--data", type=Path, required=True, help="folder: images|frames, masks")
     evaluate.add_argument("--subset", help="only rows of DATA/stats.csv where this column is 1")
     evaluate.add_argument("--json", type=Path, help="also write the scores as JSON here")
@@ -117,10 +139,10 @@ def _build_parser() -> argparse.ArgumentParser:
         "--latency-ms", type=float, default=0.0,
         help="with --replay-fps: the model's time per mask (0: as measured)",
     )  # fmt: skip
-    _add_model_flags(evaluate)
-    _add_mask_flags(evaluate)
+    _add_frame_path_flags(evaluate)
 
     bench = commands.add_parser("bench", help="time the models, the compositor and the pipeline")
+    _add_verbosity_flags(bench)
     bench.add_argument(
         "--source", default="0",
         help="camera index or video file, played as a 30 fps 1280x720 camera (a video loops); 0",
@@ -151,8 +173,10 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--json", type=Path, help="also write the figures as JSON here")
 
-    commands.add_parser("doctor", help="check what 'vbg run' needs, each with its fix")
+    doctor = commands.add_parser("doctor", help="check what 'vbg run' needs, each with its fix")
+    _add_verbosity_flags(doctor)
     models = commands.add_parser("models", help="list the models; 'fetch NAME' caches weights")
+    _add_verbosity_flags(models)
     models.add_argument("action", nargs="?", default="list", help="list (default) or fetch")
     models.add_argument("names", nargs="*", help="models to fetch")
     models.add_argument(
@@ -206,50 +230,26 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
-def _segmenter_from(args: argparse.Namespace) -> Segmenter:
-    """The model that the model flags (``_add_model_flags``) name, with run's defaults."""
-    from vbg.segmentation.segmenter import load_segmenter
-
-    defaults = RunConfig()
-    return load_segmenter(
-        args.model or defaults.model,
-        weights=Path(args.weights) if args.weights else None,
-        device=args.device or defaults.device,
-        inference_size=args.inference_size or defaults.inference_size,
-        precision=args.precision or defaults.precision,
-    )
-
-
 def _process(args: argparse.Namespace) -> int:
     from vbg.commands.process import process_file
-    from vbg.commands.run import say
 
-    segmenter = _segmenter_from(args)
-    frames = process_file(
-        args.input,
-        args.output,
-        background=args.background,
-        segmenter=segmenter,
-        save_mask=args.save_mask,
-    )
-    say(f"wrote {args.output} ({frames} frame{'s' if frames != 1 else ''})")
+    config = build_config(args)
+    frames = process_file(args.input, args.output, config, save_mask=args.save_mask)
+    log.info("wrote %s (%d frame%s)", args.output, frames, "s" if frames != 1 else "")
     return 0
 
 
 def _eval(args: argparse.Namespace) -> int:
     from vbg.commands.evaluate import evaluate, format_summary, write_json
+    from vbg.commands.frame_path import make_processor
 
-    # The mask filters take the same keys, checks and defaults as 'vbg run'.
-    flags = {key: getattr(args, key) for key in _EVAL_MASK_KEYS if getattr(args, key) is not None}
-    options = config_from_mapping(flags, origin="command line").mask_options
-    if args.replay_fps < 0 or args.latency_ms < 0:
+    config = build_config(args)  # the same keys, checks and defaults as 'vbg run'
+    if not (args.replay_fps >= 0 and args.latency_ms >= 0):  # NaN fails too
         raise ConfigError("--replay-fps and --latency-ms must be 0 or more.")
-    segmenter = _segmenter_from(args)
     result = evaluate(
-        segmenter,
+        make_processor(config, live=False),
         args.data,
         subset=args.subset,
-        options=options,
         replay_fps=args.replay_fps,
         latency_ms=args.latency_ms,
     )
@@ -292,16 +292,16 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from vbg.commands.run import run, say
+    from vbg.commands.run import run
 
     config = build_config(args)
     signal.signal(signal.SIGTERM, _raise_interrupt)  # finalise recordings like Ctrl-C does
     try:
         stats = run(config)
     except KeyboardInterrupt:
-        say("stopped")
+        log.info("stopped")
         return 0
-    say(f"done: {stats.get('frames_out')} frames out, {stats.get('masks')} masks")
+    log.info("done: %d frames out, %d masks", stats.get("frames_out"), stats.get("masks"))
     return 0
 
 
@@ -321,11 +321,17 @@ def _doctor() -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``vbg`` command; returns the exit code."""
+    messages.setup()
     arguments = list(sys.argv[1:] if argv is None else argv)
-    if not arguments or arguments[0] not in (*SUBCOMMANDS, "-h", "--help"):
-        arguments.insert(0, "run")  # plain 'vbg' and 'vbg --flags' mean 'vbg run'
+    leading = 0
+    while leading < len(arguments) and arguments[leading] in _VERBOSITY_FLAGS:
+        leading += 1
+    rest = arguments[leading:]
+    if not rest or rest[0] not in (*SUBCOMMANDS, "-h", "--help"):
+        arguments.insert(leading, "run")  # plain 'vbg' and 'vbg --flags' mean 'vbg run'
     args = _build_parser().parse_args(arguments)
-    import cv2
+    messages.setup(args.verbosity)
+    import cv2  # here, not at the top: --help and flag errors answer without it
 
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # vbg says what failed
     try:
@@ -341,7 +347,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _doctor()
         return _run(args)
     except VbgError as exc:
-        print(f"vbg: error: {exc}", file=sys.stderr)
+        log.error("%s", exc)
+        log.debug("where it happened:", exc_info=exc)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130

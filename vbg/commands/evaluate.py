@@ -2,8 +2,9 @@
 
 A data folder holds ``images/`` and ``masks/`` (photos) or ``frames/`` and ``masks/`` (a video, in
 file-name order), with matching file stems; masks are 0 (background) / 255 (person).
-Scores, each from the full vbg mask path (preprocessing, model, and for videos temporal
-smoothing and flow propagation; guided upsampling to the frame):
+Scores, each of the mask that ``vbg run`` composites the frame with (the same frame path,
+:class:`vbg.processor.FrameProcessor`, with the same options: preprocessing, model, temporal
+smoothing and flow propagation for videos, guided upsampling to the frame):
 
 - **IoU** of the mask thresholded at 0.5 with the truth, per frame (mean and median);
 - **boundary F** (the DAVIS contour measure): precision and recall of the mask's boundary pixels
@@ -26,14 +27,11 @@ from typing import Any
 import cv2
 import numpy as np
 
-from vbg.errors import SourceError
-from vbg.images import IMAGE_SUFFIXES
-from vbg.mask_filters import Keyframe, MaskOptions, MaskPath
-from vbg.segmentation.segmenter import Segmenter
+from vbg.errors import ModelError, SourceError
+from vbg.images import IMAGE_SUFFIXES, Frame, Mask
+from vbg.mask_filters import Keyframe
+from vbg.processor import FrameProcessor
 
-Frame = np.ndarray  # H x W x 3 uint8, BGR
-Mask = np.ndarray  # H x W float32 in [0, 1]
-DEFAULT_OPTIONS = MaskOptions()
 RECENT_FRAMES = 256  # replay: how far back (frames) a model may still start
 BOUNDARY_FRACTION = 0.008  # DAVIS: boundary tolerance as a fraction of the image diagonal
 _CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
@@ -161,27 +159,24 @@ def _score(
 
 
 def evaluate(
-    segmenter: Segmenter,
+    processor: FrameProcessor,
     folder: Path,
     *,
     subset: str | None = None,
-    options: MaskOptions = DEFAULT_OPTIONS,
     replay_fps: float = 0.0,
     latency_ms: float = 0.0,
 ) -> dict[str, Any]:
-    """Score ``segmenter`` on a data folder; returns the summary and per-frame scores.
+    """Score the masks of ``processor`` (the frame path ``vbg run`` uses, with its mask filters)
+    on a data folder; returns the summary and per-frame scores.
 
-    Photos are segmented one by one, without temporal filters. Video frames go through the live
-    mask path in order (:class:`MaskPath` with ``options``). With ``replay_fps``, the video is
-    replayed as a camera at that rate with a model that takes ``latency_ms`` (0: the model's
-    measured time) per mask and always starts on the newest frame, and each frame is scored with
-    the mask a viewer would see with it then (the newest finished mask, moved along the optical
-    flow when ``options.propagate``). Frames before the first mask are not scored.
+    Photos are each a first frame (fresh filters for each). Video frames go through the frame
+    path in order. With ``replay_fps``, the video is replayed as a camera at that rate with a
+    model that takes ``latency_ms`` (0: the model's measured time) per mask and always starts on
+    the newest frame, and each frame is scored with the mask a viewer would see with it then (the
+    newest finished mask, moved along the optical flow when the options say so). Frames before
+    the first mask are not scored.
     """
     kind, samples = load_samples(folder, subset)
-    if kind != "video":
-        options = dataclasses.replace(options, smoothing=0.0, hysteresis=0.0, propagate=False)
-    path = MaskPath(options)
     rows: list[dict[str, Any]] = []
     previous: tuple[Mask, np.ndarray] | None = None
     seconds = 0.0
@@ -190,6 +185,11 @@ def evaluate(
     model_free_at = 0.0
     recent: dict[int, Frame] = {}  # the frames the model may still start on
     for index, sample in enumerate(samples):
+        if kind != "video":  # every photo is a first frame
+            processor = FrameProcessor(
+                processor.segmenter, processor.compositor, processor.options
+            )
+            keyframe, pending, model_free_at = None, None, 0.0
         frame = _read(sample.frame, cv2.IMREAD_COLOR)
         truth = _read(sample.mask, cv2.IMREAD_GRAYSCALE) > 127
         now = index / replay_fps if replay_fps else float(index)
@@ -200,9 +200,11 @@ def evaluate(
                 start = min(index, int(model_free_at * replay_fps + 1e-9)) if replay_fps else index
                 started = time.perf_counter()
                 start_at = start / replay_fps if replay_fps else now
-                fresh = path.keyframe(segmenter.predict(recent[start]), recent[start], start_at)
+                fresh = processor.keyframe(recent[start], start_at)
                 took = time.perf_counter() - started
                 seconds += took
+                if fresh is None:
+                    raise ModelError(f"{processor.segmenter.name} made no mask for a frame.")
                 delay = (latency_ms / 1000.0 if latency_ms else took) if replay_fps else 0.0
                 pending = (max(model_free_at, start_at) + delay, fresh)
             if pending[0] > now + 1e-9:
@@ -212,7 +214,7 @@ def evaluate(
                 break
         if keyframe is None:
             continue
-        soft = path.mask_for(keyframe, frame, now)
+        soft = processor.mask_for(keyframe, frame, now)
         if truth.shape != soft.shape:
             raise SourceError(f"'{sample.mask}' is not the size of its frame.")
         row = {
@@ -224,7 +226,7 @@ def evaluate(
         rows.append(row)
     ious = [row["iou"] for row in rows]
     summary: dict[str, Any] = {
-        "model": segmenter.name,
+        "model": processor.segmenter.name,
         "data": str(folder) + (f" ({subset})" if subset else ""),
         "kind": kind,
         "frames": len(rows),
@@ -237,7 +239,7 @@ def evaluate(
     if kind == "video":
         steps = [row["dtssd"] for row in rows if "dtssd" in row]
         summary["dtssd"] = statistics.fmean(steps) if steps else 0.0
-        summary["options"] = dataclasses.asdict(options)
+        summary["options"] = dataclasses.asdict(processor.options)
         if replay_fps:
             summary["replay"] = {"fps": replay_fps, "latency_ms": latency_ms}
     return {"summary": summary, "frames": rows}

@@ -1,8 +1,10 @@
-"""``vbg process``: one photo or one video file, offline, every frame with its own mask.
+"""``vbg process``: one photo or one video file, offline, through the same frame path as
+``vbg run`` (:class:`vbg.processor.FrameProcessor`: model, mask filters, compositor), with the
+same options.
 
-No threads: frames are read, segmented, composited and written in order, as fast as the machine
-allows, with a progress bar for videos. Each mask is upsampled guided by its frame;
-there is no temporal smoothing: every frame has its own mask.
+No threads: frames are read, segmented, filtered, composited and written in order, as fast as
+the machine allows, with a progress bar for videos. Every frame gets a mask made from itself, so
+the output is what ``vbg run`` shows when its model keeps up with the camera.
 """
 
 from __future__ import annotations
@@ -16,17 +18,13 @@ from typing import TextIO
 import cv2
 import numpy as np
 
-from vbg.compositing.backgrounds import open_background
-from vbg.compositing.compositor import Compositor
+from vbg.commands.frame_path import make_processor
+from vbg.config import RunConfig
 from vbg.errors import SinkError, SourceError
-from vbg.images import IMAGE_SUFFIXES
-from vbg.mask_filters import MaskRefiner
-from vbg.outputs.sinks import RECORDING_CODECS, RecordingSink
-from vbg.segmentation.segmenter import Segmenter
-from vbg.sources.capture import VideoFileSource, open_source
-
-Frame = np.ndarray  # H x W x 3 uint8, BGR
-Mask = np.ndarray  # H x W float32 in [0, 1]
+from vbg.images import IMAGE_SUFFIXES, Mask
+from vbg.outputs.sinks import RECORDING_CODECS, RecordingSink, Sink
+from vbg.processor import FrameProcessor
+from vbg.sources.capture import Source, VideoFileSource, open_source
 
 
 def mask_image(mask: Mask) -> np.ndarray:
@@ -65,65 +63,60 @@ class _Progress:
         self.stream.flush()
 
 
+def process_frames(
+    source: Source,
+    processor: FrameProcessor,
+    sink: Sink,
+    *,
+    mask_sink: Sink | None = None,
+    progress: _Progress | None = None,
+) -> int:
+    """Every frame of ``source`` through ``processor`` into ``sink`` (and its mask into
+    ``mask_sink``), in order; the clock is the file's frame time. Returns the frames written."""
+    done = 0
+    while (frame := source.read()) is not None:
+        rendered = processor.process(frame, done / source.fps)
+        sink.write(rendered.frame)
+        if mask_sink is not None and rendered.mask is not None:
+            mask_sink.write(cv2.cvtColor(mask_image(rendered.mask), cv2.COLOR_GRAY2BGR))
+        done += 1
+        if progress:
+            progress.update(done)
+    if progress:
+        progress.update(done, final=True)
+    return done
+
+
 def process_file(
     input_path: Path,
     output_path: Path,
+    config: RunConfig,
     *,
-    background: str,
-    segmenter: Segmenter,
     save_mask: Path | None = None,
     progress: bool = True,
 ) -> int:
-    """Replace the background of a photo or video; returns the number of frames written.
+    """Replace the background of a photo or video as ``config`` says (model, mask filters,
+    background, mirror, light wrap: the keys of ``vbg run``); returns the frames written.
 
     Photos (by suffix) give a photo; anything else is read as a video and written as a video at
     the same size and frame rate. ``save_mask`` also writes the person mask (0..255);
     ``progress`` draws a progress bar on stderr.
     """
-    compositor = Compositor(open_background(background))
-    try:
-        if input_path.suffix.lower() in IMAGE_SUFFIXES and input_path.is_file():
-            return _process_photo(input_path, output_path, compositor, segmenter, save_mask)
-        return _process_video(input_path, output_path, compositor, segmenter, save_mask, progress)
-    finally:
-        compositor.background.close()
-
-
-def _process_photo(
-    input_path: Path,
-    output_path: Path,
-    compositor: Compositor,
-    segmenter: Segmenter,
-    save_mask: Path | None,
-) -> int:
-    with open_source(str(input_path), realtime=False) as source:
-        frame = source.read()
-    if frame is None:
-        raise SourceError(f"Photo '{input_path}' has no picture in it.")
-    mask = MaskRefiner().refine(segmenter.predict(frame), frame)
-    _write_image(output_path, compositor.composite(frame, mask, 0.0))
-    if save_mask:
-        _write_image(save_mask, mask_image(mask))
-    return 1
-
-
-def _process_video(
-    input_path: Path,
-    output_path: Path,
-    compositor: Compositor,
-    segmenter: Segmenter,
-    save_mask: Path | None,
-    progress: bool,
-) -> int:
-    for path in (output_path, save_mask):
-        if path is not None and path.suffix.lower() not in RECORDING_CODECS:
-            raise SinkError(
-                f"'{path}' is not a video file name; the input is a video, so use one of "
-                f"{', '.join(RECORDING_CODECS)}."
-            )
+    if not input_path.exists():
+        raise SourceError(f"Input '{input_path}' does not exist.")
+    photo = input_path.suffix.lower() in IMAGE_SUFFIXES and input_path.is_file()
+    if not photo:
+        for path in (output_path, save_mask):
+            if path is not None and path.suffix.lower() not in RECORDING_CODECS:
+                raise SinkError(
+                    f"'{path}' is not a video file name; the input is a video, so use one of "
+                    f"{', '.join(RECORDING_CODECS)}."
+                )
+    processor = make_processor(config, live=False)
     with contextlib.ExitStack() as stack:
-        if not input_path.exists():
-            raise SourceError(f"Input '{input_path}' does not exist.")
+        stack.callback(processor.compositor.background.close)
+        if photo:
+            return _process_photo(input_path, output_path, processor, save_mask)
         source = stack.enter_context(VideoFileSource(input_path, realtime=False))
         size = (source.width, source.height)
         writer = stack.enter_context(RecordingSink(output_path, *size, source.fps))
@@ -131,16 +124,18 @@ def _process_video(
             stack.enter_context(RecordingSink(save_mask, *size, source.fps)) if save_mask else None
         )
         bar = _Progress(source.frame_count, sys.stderr) if progress else None
-        refiner = MaskRefiner()
-        done = 0
-        while (frame := source.read()) is not None:
-            mask = refiner.refine(segmenter.predict(frame), frame)
-            writer.write(compositor.composite(frame, mask, done / source.fps))
-            if mask_writer is not None:
-                mask_writer.write(cv2.cvtColor(mask_image(mask), cv2.COLOR_GRAY2BGR))
-            done += 1
-            if bar:
-                bar.update(done)
-        if bar:
-            bar.update(done, final=True)
-        return done
+        return process_frames(source, processor, writer, mask_sink=mask_writer, progress=bar)
+
+
+def _process_photo(
+    input_path: Path, output_path: Path, processor: FrameProcessor, save_mask: Path | None
+) -> int:
+    with open_source(str(input_path), realtime=False) as source:
+        frame = source.read()
+    if frame is None:
+        raise SourceError(f"Photo '{input_path}' has no picture in it.")
+    rendered = processor.process(frame, 0.0)
+    _write_image(output_path, rendered.frame)
+    if save_mask and rendered.mask is not None:
+        _write_image(save_mask, mask_image(rendered.mask))
+    return 1

@@ -7,15 +7,15 @@ Everything opened here is held in one ExitStack, so a recording is finalised how
 from __future__ import annotations
 
 import contextlib
-import sys
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import cv2
-import numpy as np
 
+from vbg.commands.frame_path import make_processor
 from vbg.compositing.backgrounds import (
     COLORS,
     Background,
@@ -23,26 +23,24 @@ from vbg.compositing.backgrounds import (
     ColorBackground,
     FolderBackground,
     PassThrough,
-    open_background,
     parse_color,
 )
 from vbg.compositing.compositor import Compositor
 from vbg.config import RunConfig
 from vbg.errors import SinkError
+from vbg.images import Frame
+from vbg.log import NoticeHandler
 from vbg.outputs.preview import PreviewWindow, draw_overlay
 from vbg.outputs.sinks import CRASH_SAFE_SUFFIXES, RecordingSink, Sink, VirtualCameraSink
 from vbg.pipeline import Pipeline
-from vbg.segmentation.segmenter import Segmenter, load_segmenter
+from vbg.segmentation.fallback import FallbackSegmenter
+from vbg.segmentation.still import StillSceneGate
 from vbg.sources.capture import open_source
+from vbg.sources.reconnect import ReconnectingSource
 from vbg.stats import Stats
 
-Frame = np.ndarray  # H x W x 3 uint8, BGR
+log = logging.getLogger("vbg")
 NOTICE_SECONDS = 3.0
-
-
-def say(message: str) -> None:
-    """One line for the user on stderr."""
-    print(f"vbg: {message}", file=sys.stderr, flush=True)
 
 
 def timestamped(folder: Path, prefix: str, suffix: str) -> Path:
@@ -98,19 +96,24 @@ class Controls:
         self._notice_until = 0.0
         self._fps_out = _RateMeter(pipeline.stats, "frames_out")
         self._mask_fps = _RateMeter(pipeline.stats, "masks")
+        self.messages = NoticeHandler()  # what vbg says, for the overlay
+        log.addHandler(self.messages)
+
+    def close(self) -> None:
+        """Stop collecting messages for the overlay."""
+        log.removeHandler(self.messages)
 
     def notify(self, text: str) -> None:
-        """Show ``text`` in the overlay for a few seconds and log it."""
-        self._notice, self._notice_until = text, time.monotonic() + NOTICE_SECONDS
-        say(text)
+        """Tell the user ``text`` (the terminal, and the overlay for a few seconds)."""
+        log.info(text)
 
     def show_messages(self) -> None:
-        """Show and log what the pipeline has to say (a lost camera, a model moved to the CPU)."""
-        while (text := self.pipeline.messages.get(timeout=0)) is not None:
-            self.notify(text)
+        """Put what vbg said last (a lost camera, a model moved to the CPU) in the overlay."""
+        for text in self.messages.take():
+            self._notice, self._notice_until = text, time.monotonic() + NOTICE_SECONDS
 
     def status_lines(self) -> list[str]:
-        segmenter = self.pipeline.segmenter
+        segmenter = self.pipeline.processor.segmenter
         lines = [
             f"out {self._fps_out.update():4.1f} fps  mask {self._mask_fps.update():4.1f} fps  "
             f"{segmenter.name} on {segmenter.device.type}",
@@ -191,6 +194,56 @@ def _open_virtual_camera(
         return None
 
 
+def _open_sinks(
+    config: RunConfig,
+    size: tuple[int, int],
+    fps: float,
+    stack: contextlib.ExitStack,
+    camera_factory: Callable[..., Any] | None,
+) -> tuple[list[Sink], RecordingSink | None, PreviewWindow | None]:
+    """The outputs the config asks for: (all of them, the recording, the preview window).
+
+    An output that cannot be had is left out with a message, unless none is left."""
+    sinks: list[Sink] = []
+    problems: list[str] = []  # outputs asked for that cannot be had
+    vcam = None
+    if config.virtual_cam:
+        vcam = _open_virtual_camera(size, fps, camera_factory, problems)
+        if vcam is not None:
+            sinks.append(stack.enter_context(vcam))
+    recording = None
+    if config.record:
+        recording = stack.enter_context(RecordingSink(config.record, *size, fps))
+        sinks.append(recording)
+        log.info("recording to %s", config.record)
+        if config.record.suffix.lower() not in CRASH_SAFE_SUFFIXES:
+            log.info(
+                "note: a %s file plays only once vbg finalises it (q, Ctrl-C, the end); record to "
+                ".mkv to keep what was written through a crash",
+                config.record.suffix,
+            )
+    window = None
+    if config.preview:
+        try:
+            window = PreviewWindow()
+        except SinkError as exc:
+            problems.append(str(exc))
+        else:
+            stack.callback(window.destroy)
+            sinks.append(window)
+    if not sinks:
+        raise SinkError(
+            "Nothing to send the picture to. "
+            + " ".join(problems)
+            + " To record instead, add --record PATH."
+        )
+    for problem in problems:
+        log.warning("%s Going on without it.", problem)
+    if vcam is not None:
+        log.info("virtual camera on %s: pick it in Zoom, Meet or Teams", vcam.device)
+    return sinks, recording, window
+
+
 def run(config: RunConfig, *, camera_factory: Callable[..., Any] | None = None) -> Stats:
     """Run the live pipeline until quit, Ctrl-C, the end of a file source or ``max_frames``.
 
@@ -209,19 +262,11 @@ def run(config: RunConfig, *, camera_factory: Callable[..., Any] | None = None) 
                 realtime=True,
             )
         )
-        background = open_background(config.background, blur_weighted=config.blur_weighted)
-        stack.callback(background.close)
-
-        def load(device: str, precision: str) -> Segmenter:
-            return load_segmenter(
-                config.model,
-                weights=config.weights,
-                device=device,
-                inference_size=config.inference_size,
-                precision=precision,
-            )
-
-        segmenter = load(config.device, config.precision)
+        if source.live:
+            source = ReconnectingSource(source)
+        processor = make_processor(config, live=True)
+        stack.callback(processor.compositor.background.close)
+        segmenter = processor.segmenter
         size, fps = (source.width, source.height), config.fps or source.fps
         label = f"{segmenter.name} on {segmenter.device.type}"
         stats.info.update(
@@ -233,84 +278,52 @@ def run(config: RunConfig, *, camera_factory: Callable[..., Any] | None = None) 
             fps=fps,
             source=source.description,
         )
-
-        sinks: list[Sink] = []
-        problems: list[str] = []  # outputs asked for that cannot be had
-        vcam = None
-        if config.virtual_cam:
-            vcam = _open_virtual_camera(size, fps, camera_factory, problems)
-            if vcam is not None:
-                sinks.append(stack.enter_context(vcam))
-        recording = None
-        if config.record:
-            recording = stack.enter_context(RecordingSink(config.record, *size, fps))
-            sinks.append(recording)
-            say(f"recording to {config.record}")
-            if config.record.suffix.lower() not in CRASH_SAFE_SUFFIXES:
-                say(
-                    f"note: a {config.record.suffix} file plays only once vbg finalises it (q, "
-                    "Ctrl-C, the end); record to .mkv to keep what was written through a crash"
-                )
-        window = None
-        if config.preview:
-            try:
-                window = stack.enter_context(contextlib.closing(PreviewWindow()))
-            except SinkError as exc:
-                problems.append(str(exc))
-        if not sinks and window is None:
-            raise SinkError(
-                "Nothing to send the picture to. "
-                + " ".join(problems)
-                + " To record instead, add --record PATH."
-            )
-        for problem in problems:
-            say(f"{problem} Going on without it.")
-        if vcam is not None:
-            say(f"virtual camera on {vcam.device}: pick it in Zoom, Meet or Teams")
-
-        compositor = Compositor(background, mirror=config.mirror, light_wrap=config.light_wrap)
-        pipeline = Pipeline(
-            source,
-            segmenter,
-            compositor,
-            sinks,
-            mask_options=config.mask_options,
-            display=window is not None,
-            max_frames=config.max_frames,
-            stats=stats,
-            skip_still=config.skip_still,
-            fallback=lambda: load("cpu", "float32"),
+        sinks, recording, window = _open_sinks(config, size, fps, stack, camera_factory)
+        pipeline = Pipeline(source, processor, sinks, max_frames=config.max_frames, stats=stats)
+        controls = Controls(
+            processor.compositor, pipeline, config, size=size, fps=fps, recording=recording
         )
-        controls = Controls(compositor, pipeline, config, size=size, fps=fps, recording=recording)
-        say(f"running: {source.description} {size[0]}x{size[1]} at {fps:g} fps, {label}")
+        stack.callback(controls.close)
+        log.info("running: %s %dx%d at %g fps, %s", source.description, *size, fps, label)
         pipeline.start()
         try:
             if window is None:
-                while not pipeline.wait(0.2):
-                    controls.show_messages()
+                _wait(pipeline)
             else:
                 _window_loop(window, pipeline, controls)
         finally:
             try:
                 pipeline.stop()  # raises what a stage raised, after every sink is finalised
             finally:
-                controls.show_messages()
+                _finish_stats(stats, processor.segmenter)
                 if config.stats:
                     stats.write_json(config.stats)
         if controls.recording is not None and controls.recording is not recording:
-            say(f"recording saved to {controls.recording.path}")
+            log.info("recording saved to %s", controls.recording.path)
     return stats
 
 
+def _wait(pipeline: Pipeline) -> None:
+    while not pipeline.wait(0.2):
+        pass
+
+
+def _finish_stats(stats: Stats, segmenter: object) -> None:
+    """What the policies around the model did, in the run's figures."""
+    while isinstance(segmenter, StillSceneGate | FallbackSegmenter):
+        if isinstance(segmenter, FallbackSegmenter) and segmenter.fell_back:
+            stats.info["device"] = f"{segmenter.device.type} (after {segmenter.fell_back})"
+        segmenter = segmenter.inner
+
+
 def _window_loop(window: PreviewWindow, pipeline: Pipeline, controls: Controls) -> None:
-    frames = pipeline.display_frames
     last: Frame | None = None
-    while pipeline.running and frames is not None:
-        frame = frames.get(timeout=0.03)
+    while pipeline.running:
+        frame = window.take()
         controls.show_messages()
         if frame is not None:
             last = frame
             window.show(draw_overlay(frame, controls.status_lines(), show_help=controls.show_help))
-        action = window.poll(1)
+        action = window.poll(30 if frame is None else 1)
         if action is not None and not controls.handle(action, last):
             break

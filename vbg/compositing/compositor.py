@@ -6,6 +6,7 @@ float32 weights, so no full-size float image is allocated per frame.
 
 from __future__ import annotations
 
+import logging
 import threading
 
 import cv2
@@ -13,9 +14,9 @@ import numpy as np
 
 from vbg.compositing.backgrounds import Background, BlurBackground, PassThrough
 from vbg.errors import BackgroundError
+from vbg.images import Frame, Mask
 
-Frame = np.ndarray  # H x W x 3 uint8, BGR
-Mask = np.ndarray  # H x W float32 in [0, 1], 1 = person
+log = logging.getLogger("vbg")
 WRAP_SIGMA = 8.0  # how far (pixels) background light wraps around the person
 
 
@@ -52,7 +53,7 @@ class Compositor:
     backgrounds.
 
     A background that fails while it is shown (a video that stops decoding) is replaced by the
-    one shown before it (or the blurred room), with a notice for the user (:meth:`take_notices`).
+    one shown before it (or the blurred room), with a message for the user (logged).
     """
 
     def __init__(
@@ -61,7 +62,6 @@ class Compositor:
         self._lock = threading.Lock()
         self._background = background
         self._previous: Background = BlurBackground()
-        self._notices: list[str] = []
         self.mirror = mirror
         self.light_wrap = light_wrap
         self._inverse: Mask = np.zeros((0, 0), np.float32)
@@ -79,12 +79,6 @@ class Compositor:
             if background is not self._background:
                 self._previous, self._background = self._background, background
 
-    def take_notices(self) -> list[str]:
-        """What went wrong with backgrounds since the last call, as messages for the user."""
-        with self._lock:
-            notices, self._notices = self._notices, []
-        return notices
-
     def _render(self, frame: Frame, t: float, mask: Mask | None) -> Frame | None:
         """The background's frame; a failing background is swapped for the previous one."""
         chosen = self.background
@@ -96,7 +90,7 @@ class Compositor:
                 if previous is chosen or isinstance(previous, PassThrough):
                     previous = BlurBackground()  # never show the room because of a bad file
                 self._background, self._previous = previous, BlurBackground()
-                self._notices.append(f"{exc} Showing {previous.name} instead.")
+            log.warning("%s Showing %s instead.", exc, previous.name)
             return previous.render(frame, t, mask)
 
     def composite(self, frame: Frame, mask: Mask | None, t: float) -> Frame:

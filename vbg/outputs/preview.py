@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from vbg.errors import SinkError
+from vbg.outputs.sinks import Sink
 
 Frame = np.ndarray  # H x W x 3 uint8, BGR
 
@@ -129,10 +130,19 @@ def _point_qt_at_system_fonts() -> None:
             return
 
 
-class PreviewWindow:
-    """An OpenCV window on the main thread. ``show`` a frame, ``poll`` for an action."""
+class PreviewWindow(Sink):
+    """The preview: an output like the others, whose window lives on the main thread.
+
+    :meth:`write` (any thread) keeps the newest output frame; the main thread :meth:`take` s it,
+    :meth:`show` s it with the overlay drawn, and :meth:`poll` s the keys. :meth:`destroy` (main
+    thread) closes the window; ``close`` only ends the frames, since OpenCV windows must not be
+    touched from other threads.
+    """
+
+    name = "preview"
 
     def __init__(self, title: str = WINDOW_TITLE) -> None:
+        super().__init__()
         if not display_available():
             raise SinkError(
                 "No display for the preview window (DISPLAY is not set): start vbg from a "
@@ -146,25 +156,38 @@ class PreviewWindow:
             raise SinkError(
                 f"The preview window could not be opened ({exc}). Run with --no-preview."
             ) from exc
+        self._newest: Frame | None = None
         self._shown = False
-        self._closed = False
+        self._destroyed = False
+
+    def _write(self, frame: Frame) -> None:
+        self._newest = frame
+
+    def take(self) -> Frame | None:
+        """The newest output frame not taken yet (H x W x 3 uint8 BGR), or None."""
+        with self._lock:
+            frame, self._newest = self._newest, None
+        return frame
 
     def show(self, frame: Frame) -> None:
-        """Show ``frame`` (H x W x 3 uint8 BGR, overlay already drawn)."""
+        """Show ``frame`` (H x W x 3 uint8 BGR, overlay already drawn). Main thread only."""
         if not self._shown:
             cv2.resizeWindow(self.title, frame.shape[1], frame.shape[0])
             self._shown = True
         cv2.imshow(self.title, frame)
 
     def poll(self, wait_ms: int = 1) -> str | None:
-        """The action of a key pressed, "quit" when the window was closed, else None."""
+        """The action of a key pressed, "quit" when the window was closed, else None. Main
+        thread only."""
         code = cv2.waitKeyEx(wait_ms)
         if self._shown and cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) < 1:
             return "quit"
         return action_for_key(code)
 
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
+    def destroy(self) -> None:
+        """Close the window. Main thread only; safe to call twice."""
+        self.close()
+        if not self._destroyed:
+            self._destroyed = True
             cv2.destroyWindow(self.title)
             cv2.waitKey(1)

@@ -2,13 +2,16 @@
 
 Every sink has the same small surface: ``name``, ``write(frame)`` taking an output Frame
 (H x W x 3 uint8 BGR) and ``close()``, safe to call twice. Sinks are context managers.
-The pipeline gives each sink its own thread and queue; the preview window is not a sink here
-because OpenCV windows must live on the main thread (see :mod:`vbg.outputs.preview`).
+The pipeline gives each sink its own thread and queue. The preview window is one more sink
+(:mod:`vbg.outputs.preview`): its ``write`` hands the frame to the main thread, which owns the
+window, as OpenCV requires.
 """
 
 from __future__ import annotations
 
+import abc
 import platform
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
@@ -32,19 +35,54 @@ MODPROBE = (
 # killed; an MP4 is only playable once it is finalised (q, Ctrl-C, SIGTERM, the end of the run).
 RECORDING_CODECS = {".mkv": "mp4v", ".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG"}
 CRASH_SAFE_SUFFIXES = (".mkv", ".avi")
+CLOSE_TIMEOUT = 10.0  # seconds close waits for a write that still runs
 
 
-class Sink:
-    """Base class of sinks: ``write`` one frame, ``close`` once (idempotent)."""
+class Sink(abc.ABC):
+    """Base class of outputs. The contract: :meth:`write` takes one output frame at a time,
+    :meth:`close` finishes the output once (a second call does nothing), and never while a
+    :meth:`write` runs: both hold the sink's lock. A subclass implements :meth:`_write` and,
+    where it holds something, :meth:`_close`; its ``__init__`` calls ``super().__init__()``.
+    """
 
     name = "sink"
 
-    def write(self, frame: Frame) -> None:
-        """Output one frame: H x W x 3 uint8 BGR at the pipeline's output size."""
-        raise NotImplementedError
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._closed = False
 
-    def close(self) -> None:
-        """Finish and release the output."""
+    def write(self, frame: Frame) -> None:
+        """Output one frame: H x W x 3 uint8 BGR at the pipeline's output size.
+
+        Raises :class:`SinkError` once the sink is closed."""
+        with self._lock:
+            if self._closed:
+                raise SinkError(f"The {self.name} output is closed.")
+            self._write(frame)
+
+    def close(self, timeout: float = CLOSE_TIMEOUT) -> bool:
+        """Finish and release the output, once a running write is done (waiting at most
+        ``timeout`` seconds for it). Returns False when a write still ran (not closed)."""
+        if not self._lock.acquire(timeout=timeout):
+            return False
+        try:
+            if not self._closed:
+                self._closed = True
+                self._close()
+        finally:
+            self._lock.release()
+        return True
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @abc.abstractmethod
+    def _write(self, frame: Frame) -> None:
+        """Output one frame (the lock is held)."""
+
+    def _close(self) -> None:  # noqa: B027 - optional: most sinks hold something, some not
+        """Finish and release the output (the lock is held; called once)."""
 
     def __enter__(self) -> Self:
         return self
@@ -108,6 +146,7 @@ class VirtualCameraSink(Sink):
         system: str | None = None,
         sysfs: Path = Path("/sys"),
     ) -> None:
+        super().__init__()
         system = system or platform.system()
         if device is None and system == "Linux":
             # The device labelled "vbg camera"; else pyvirtualcam takes any free loopback device.
@@ -129,16 +168,13 @@ class VirtualCameraSink(Sink):
         self.device = str(self._camera.device)
         self.width, self.height = width, height
         self._rgb = np.empty((height, width, 3), np.uint8)
-        self._closed = False
 
-    def write(self, frame: Frame) -> None:
+    def _write(self, frame: Frame) -> None:
         cv2.cvtColor(frame, cv2.COLOR_BGR2RGB, dst=self._rgb)
         self._camera.send(self._rgb)
 
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._camera.close()
+    def _close(self) -> None:
+        self._camera.close()
 
 
 class RecordingSink(Sink):
@@ -149,6 +185,7 @@ class RecordingSink(Sink):
     name = "record"
 
     def __init__(self, path: Path, width: int, height: int, fps: float) -> None:
+        super().__init__()
         self.path = path
         codec = RECORDING_CODECS.get(path.suffix.lower())
         if codec is None:
@@ -165,13 +202,10 @@ class RecordingSink(Sink):
             raise SinkError(f"Cannot record to '{path}': OpenCV could not open a {codec} writer.")
         self.size = (width, height)
         self.frames_written = 0
-        self._closed = False
 
-    def write(self, frame: Frame) -> None:
+    def _write(self, frame: Frame) -> None:
         self._writer.write(frame)
         self.frames_written += 1
 
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._writer.release()
+    def _close(self) -> None:
+        self._writer.release()

@@ -19,6 +19,7 @@ import contextlib
 import dataclasses
 import hashlib
 import importlib.util
+import logging
 import os
 import subprocess
 import sys
@@ -34,11 +35,11 @@ from torchvision.models import WeightsEnum, get_model_weights
 from torchvision.models import segmentation as tv_segmentation
 
 from vbg.errors import ModelError
+from vbg.segmentation.options import FETCH_SOURCES
 
 MEDIAPIPE_VERSION = "0.10.14"
 MEDIAPIPE_STORAGE = "https://storage.googleapis.com/mediapipe-assets/"
 MEDIAPIPE_MEMBER = "mediapipe/modules/selfie_segmentation/"
-FETCH_SOURCES = ("installed", "storage", "wheel")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,8 +131,7 @@ def cache_dir() -> Path:
     return Path(base) / "vbg" / "models"
 
 
-def _say(message: str) -> None:
-    print(f"vbg: {message}", file=sys.stderr, flush=True)
+log = logging.getLogger("vbg")
 
 
 # -- torchvision weights -------------------------------------------------------------------
@@ -162,7 +162,7 @@ def download_state_dict(info: ModelInfo) -> dict[str, torch.Tensor]:
     """The pretrained weights through torchvision's weights API (cached after the first time)."""
     weights = info.weights
     if not info.cache_path.is_file():
-        _say(f"downloading {info.name} weights to {info.cache_path} (first run only)...")
+        log.info(f"downloading {info.name} weights to {info.cache_path} (first run only)...")
     try:
         return weights.get_state_dict(progress=sys.stderr.isatty(), check_hash=True)  # type: ignore[no-any-return]
     except (urllib.error.URLError, OSError, RuntimeError) as exc:
@@ -209,7 +209,7 @@ def _from_wheel(info: ModelInfo) -> bytes:
             "--implementation", "cp", "--abi", "cp311",
             f"mediapipe=={MEDIAPIPE_VERSION}", "-d", folder,
         ]  # fmt: skip
-        _say(f"downloading the mediapipe {MEDIAPIPE_VERSION} wheel with pip (about 35 MB)...")
+        log.info(f"downloading the mediapipe {MEDIAPIPE_VERSION} wheel with pip (about 35 MB)...")
         result = subprocess.run(command, capture_output=True, text=True, timeout=900)
         wheels = list(Path(folder).glob("mediapipe-*.whl"))
         if result.returncode != 0 or not wheels:
@@ -280,7 +280,7 @@ def fetch_model(name: str, sources: Sequence[str] = FETCH_SOURCES) -> Path:
         except (LookupError, ModelError, OSError, subprocess.SubprocessError) as exc:
             problems.append(f"{source}: {exc}")
             continue
-        _say(f"{name}: saved {path} (from {source})")
+        log.info(f"{name}: saved {path} (from {source})")
         return path
     raise ModelError(f"Could not fetch {name}. " + "; ".join(problems))
 

@@ -3,3 +3,4 @@ them without importing it."""
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "float32", "float16")
+FETCH_SOURCES = ("installed", "storage", "wheel")  # where MediaPipe model files come from

@@ -1,0 +1,52 @@
+"""What ``vbg run``, ``vbg process`` and ``vbg eval`` build from a :class:`RunConfig`: the model
+and the :class:`FrameProcessor` around it, the same way for all three."""
+
+from __future__ import annotations
+
+from vbg.compositing.backgrounds import open_background
+from vbg.compositing.compositor import Compositor
+from vbg.config import RunConfig
+from vbg.processor import FrameProcessor
+from vbg.segmentation.fallback import FallbackSegmenter
+from vbg.segmentation.segmenter import Segmenter, load_segmenter, share_cores
+from vbg.segmentation.still import StillSceneGate
+
+
+def load_model(config: RunConfig, *, device: str | None = None) -> Segmenter:
+    """The model the config names, on ``device`` (default: the config's)."""
+    on_cpu = device == "cpu"
+    return load_segmenter(
+        config.model,
+        weights=config.weights,
+        device=device or config.device,
+        inference_size=config.inference_size,
+        precision="float32" if on_cpu else config.precision,
+    )
+
+
+def make_processor(config: RunConfig, *, live: bool) -> FrameProcessor:
+    """The frame path for ``config``. ``live`` (``vbg run``) adds what a live run needs: the
+    model moves to the CPU if it fails on a GPU, a still scene is not segmented again
+    (``skip_still``), and a model on the CPU leaves a core for the other stages.
+
+    The background is opened here; the caller closes ``processor.compositor.background``.
+    """
+    background = open_background(config.background, blur_weighted=config.blur_weighted)
+    try:  # the background first: a wrong file name is found before a model is loaded
+        segmenter = load_model(config)
+    except BaseException:
+        background.close()
+        raise
+    if live:
+        if segmenter.device.type == "cpu":
+            share_cores()
+
+        def on_cpu() -> Segmenter:
+            share_cores()
+            return load_model(config, device="cpu")
+
+        segmenter = FallbackSegmenter(segmenter, on_cpu)
+        if config.skip_still:
+            segmenter = StillSceneGate(segmenter)
+    compositor = Compositor(background, mirror=config.mirror, light_wrap=config.light_wrap)
+    return FrameProcessor(segmenter, compositor, config.mask_options)

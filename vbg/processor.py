@@ -1,0 +1,119 @@
+"""The one frame path: segment -> mask filters -> composite.
+
+:class:`FrameProcessor` is what ``vbg run``, ``vbg process`` and ``vbg eval`` all put a frame
+through, so what ``vbg eval`` scores and what ``vbg process`` writes is what ``vbg run`` shows.
+It has two halves, because the live pipeline runs them on two threads (the model may be slower
+than the camera):
+
+- :meth:`FrameProcessor.keyframe`: the model's half. The segmenter's mask for a frame, smoothed
+  over time (:class:`vbg.mask_filters.TemporalSmoother`).
+- :meth:`FrameProcessor.render`: the compositor's half. The newest keyframe's mask moved to the
+  frame shown (optical flow) and brought to full size along the frame's edges, then blended onto
+  the background.
+
+Offline callers use :meth:`FrameProcessor.process`, both halves for one frame. The clock is
+passed in: ``t`` is the frame's time in seconds since the stream began (live: capture time;
+``vbg process``: the file's frame time; ``vbg eval``'s replay: the replayed camera's time).
+Frames come in time order.
+
+Pure stage (no threads, no I/O): the halves may run on two threads because each owns its own
+filters (the smoother, and the tracker and refiner).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from vbg.compositing.compositor import Compositor, banner
+from vbg.images import Frame, Mask
+from vbg.mask_filters import Keyframe, MaskOptions, MaskPath
+from vbg.segmentation.segmenter import Segmenter
+
+
+@dataclasses.dataclass(frozen=True)
+class Rendered:
+    """One output frame: ``frame`` (H x W x 3 uint8 BGR, what the outputs get) and the full-size
+    ``mask`` (H x W float32) it was made with (None before the first mask)."""
+
+    frame: Frame
+    mask: Mask | None
+    mask_age: float | None  # seconds between the mask's frame and this frame
+
+
+class FrameProcessor:
+    """Segments, filters and composites frames; see the module docstring.
+
+    ``segmenter`` may return None for a frame (a still scene, see
+    :class:`vbg.segmentation.still.StillSceneGate`): the last mask is used on.
+    """
+
+    def __init__(
+        self,
+        segmenter: Segmenter,
+        compositor: Compositor,
+        options: MaskOptions | None = None,
+    ) -> None:
+        self.segmenter = segmenter
+        self.compositor = compositor
+        self.options = options or MaskOptions()
+        self._path = MaskPath(self.options)
+        self._mask: Mask | None = None  # the last full-size mask, for frames shown again
+        self._keyframe: Keyframe | None = None  # the last keyframe made
+
+    # -- the model's half --------------------------------------------------------------------
+
+    def keyframe(self, frame: Frame, t: float) -> Keyframe | None:
+        """The model's smoothed low-resolution mask for ``frame`` (H x W x 3 uint8 BGR) at time
+        ``t``; None when the segmenter made no new mask for it (keep using the last one)."""
+        mask = self.segmenter.predict(frame)
+        if mask is None:
+            return None
+        self._keyframe = self._path.keyframe(mask, frame, t)
+        return self._keyframe
+
+    # -- the compositor's half ---------------------------------------------------------------
+
+    def render(
+        self,
+        frame: Frame,
+        keyframe: Keyframe | None,
+        t: float,
+        *,
+        notice: str | None = None,
+        repeat: bool = False,
+    ) -> Rendered:
+        """The output for ``frame`` (H x W x 3 uint8 BGR) at time ``t`` with the newest
+        ``keyframe`` (None before the first: only the background is shown, never the room).
+
+        ``repeat``: the frame is the one shown last, shown again (a lost camera): its mask is
+        reused. ``notice``: a line every viewer should see, drawn along the bottom.
+        """
+        age = None
+        if keyframe is not None and not (repeat and self._mask is not None):
+            self._mask = self.mask_for(keyframe, frame, t)
+            age = t - keyframe.captured_at
+        out = self.compositor.composite(frame, self._mask, t)
+        if notice:
+            out = banner(out, notice)
+        return Rendered(out, self._mask, age)
+
+    def mask_for(self, keyframe: Keyframe, frame: Frame, t: float) -> Mask:
+        """``keyframe``'s mask moved to ``frame`` (H x W x 3 uint8 BGR, time ``t``) and refined to
+        its full size: H x W float32."""
+        return self._path.mask_for(keyframe, frame, t)
+
+    # -- both, for files ---------------------------------------------------------------------
+
+    def process(self, frame: Frame, t: float) -> Rendered:
+        """Both halves for one frame of a file: every frame gets a mask made from itself, and the
+        filters see every frame in order."""
+        self.keyframe(frame, t)
+        return self.render(frame, self._keyframe, t)
+
+    def mask(self, frame: Frame, t: float) -> Mask:
+        """The full-size mask (H x W float32) that ``frame`` is composited with when the model
+        keeps up with the frames; what ``vbg eval`` scores."""
+        keyframe = self.keyframe(frame, t) or self._keyframe
+        if keyframe is None:
+            raise RuntimeError("the segmenter made no mask for the first frame")
+        return self.mask_for(keyframe, frame, t)
