@@ -246,3 +246,22 @@ def test_a_killed_recording_plays_up_to_where_it_was(tmp_path: Path, fast_weight
     assert len(frames) > 20
     assert all(frame.shape == (720, 1280, 3) for frame in frames)
     assert frames[-1].std() > 10  # a real picture, not a grey decoder error frame
+
+
+def test_help_and_flag_errors_answer_without_loading_torch() -> None:
+    # torch takes seconds to import; --help and a mistyped flag must not wait for it.
+    script = (
+        "import sys\n"
+        "from vbg.commands.cli import main\n"
+        "for argv in (['--help'], ['process', '--help'], ['--bogus']):\n"
+        "    try:\n"
+        "        main(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+    assert "unrecognized arguments: --bogus" in result.stderr
