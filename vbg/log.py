@@ -28,17 +28,38 @@ class _Formatter(logging.Formatter):
         return f"vbg: {text}"
 
 
+class _Terminal(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to ``stream``, or to whatever ``sys.stderr`` is when a message comes (so a
+    redirected stderr, as tests and embedding programs make, gets it)."""
+
+    def __init__(self, stream: TextIO | None) -> None:
+        super().__init__(stream)
+        self._fixed = stream
+
+    @property  # type: ignore[override]
+    def stream(self) -> TextIO:
+        return self._fixed or sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        self._fixed = value if value is not sys.stderr else None
+
+
 def setup(verbosity: int = NORMAL, stream: TextIO | None = None) -> None:
     """Send vbg's messages to ``stream`` (stderr) at the level ``verbosity`` asks for
-    (:data:`QUIET`, :data:`NORMAL` or :data:`VERBOSE`); called once by the command line."""
-    handler = logging.StreamHandler(stream or sys.stderr)
+    (:data:`QUIET`, :data:`NORMAL` or :data:`VERBOSE`); called by the command line."""
+    handler = _Terminal(stream)
     handler.setFormatter(_Formatter())
-    for old in [h for h in log.handlers if getattr(h, "_vbg_terminal", False)]:
+    for old in [h for h in log.handlers if isinstance(h, _Terminal)]:
         log.removeHandler(old)
-    handler._vbg_terminal = True  # type: ignore[attr-defined]
     log.addHandler(handler)
     log.setLevel(_LEVELS[max(QUIET, min(VERBOSE, verbosity))])
     log.propagate = False
+
+
+def is_set_up() -> bool:
+    """Whether :func:`setup` has given vbg's messages a terminal."""
+    return any(isinstance(h, _Terminal) for h in log.handlers)
 
 
 class NoticeHandler(logging.Handler):

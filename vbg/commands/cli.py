@@ -30,6 +30,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports a bad flag as one line, without the usage block."""
 
     def error(self, message: str) -> NoReturn:
+        if not messages.is_set_up():  # parsed without main(), as a program embedding vbg may
+            messages.setup()
         log.error("%s (see '%s --help')", message, self.prog)
         raise SystemExit(2)
 
