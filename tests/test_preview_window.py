@@ -1,7 +1,9 @@
-"""The preview window for real: vbg under Xvfb, keys pressed with xdotool, screenshots checked."""
+"""The preview window for real: vbg under Xvfb, keys pressed with xdotool, screenshots checked;
+and the window as an output (a Sink) that keeps the newest frame for the main thread."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -14,10 +16,14 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import data_path
-from vbg.outputs.preview import KEYS, action_for_key, draw_overlay
+from conftest import fixture_path
+from vbg.errors import SinkError
+from vbg.outputs.preview import KEYS, PreviewWindow, action_for_key, draw_overlay
 
 TOOLS = ("Xvfb", "xdotool", "import")
+# Seconds to wait for the window to show what a key asked for. Not a speed requirement: only so
+# that a preview that never reacts fails the test instead of hanging the run.
+HANG_GUARD = 60.0
 
 
 def test_overlay_draws_status_and_help_on_a_copy() -> None:
@@ -38,6 +44,14 @@ def test_every_key_in_the_table_maps_to_its_action() -> None:
                 assert action_for_key(ord(key)) == action
     assert action_for_key(27) == "quit" and action_for_key(65363) == "next"
     assert action_for_key(-1) is None and action_for_key(ord("z")) is None
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="elsewhere there is always a desktop")
+def test_no_display_says_to_turn_the_window_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    with pytest.raises(SinkError, match="No display.*--no-preview"):
+        PreviewWindow()
 
 
 @pytest.fixture
@@ -67,23 +81,25 @@ def _screenshot(display: str, window: str) -> np.ndarray:
         ["import", "-window", window, "png:-"],
         capture_output=True,
         check=True,
-        timeout=30,
+        timeout=HANG_GUARD,
         env={**os.environ, "DISPLAY": display},
     ).stdout
     return cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
 
 
 def _share(image: np.ndarray, bgr: tuple[int, int, int]) -> float:
-    """Share of pixels within a small distance of colour ``bgr``."""
-    return float((np.abs(image.astype(int) - bgr).sum(axis=2) < 30).mean())
+    """Share of pixels within a small distance of colour ``bgr`` in the lower two thirds of a
+    screenshot (the status overlay is at the top)."""
+    lower = image[image.shape[0] // 3 :]
+    return float((np.abs(lower.astype(int) - bgr).sum(axis=2) < 30).mean())
 
 
-def _until(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
+def _until(check: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + HANG_GUARD
     while time.monotonic() < deadline:
         if check():
             return
-        time.sleep(0.3)
+        time.sleep(0.1)
     raise AssertionError(f"the preview never showed {what}")
 
 
@@ -106,7 +122,7 @@ def _looks_like(image: np.ndarray, other: np.ndarray) -> float:
 def test_preview_window_shows_the_output_and_obeys_keys(
     display: str, fcn_weights: Path, tmp_path: Path
 ) -> None:
-    clip = data_path("videos", "volcomix_thoughtful-35590.mp4")
+    clip = fixture_path("clip.mp4")
     folder = tmp_path / "backgrounds"  # two pictures: plain blue, then plain red
     folder.mkdir()
     cv2.imwrite(str(folder / "a_blue.png"), np.full((90, 160, 3), (255, 0, 0), np.uint8))
@@ -119,6 +135,10 @@ def test_preview_window_shows_the_output_and_obeys_keys(
             "vbg",
             "--source",
             str(clip),
+            "--width",  # the 320 x 180 clip shown at 640 x 360: room for the overlay
+            "640",
+            "--height",
+            "360",
             "--loop",
             "--no-virtual-cam",
             "--background",
@@ -140,7 +160,7 @@ def test_preview_window_shows_the_output_and_obeys_keys(
             ["xdotool", "search", "--sync", "--name", "vbg preview"],
             capture_output=True,
             text=True,
-            timeout=120,
+            timeout=2 * HANG_GUARD,  # the model is loaded first
             env=env,
             check=True,
         ).stdout.split()[0]
@@ -178,9 +198,58 @@ def test_preview_window_shows_the_output_and_obeys_keys(
             "the key help",
         )
         press("q")
-        assert vbg.wait(30) == 0
+        assert vbg.wait(HANG_GUARD) == 0
     finally:
         if vbg.poll() is None:
             vbg.kill()
-        _, err = vbg.communicate(timeout=30)
+        _, err = vbg.communicate(timeout=HANG_GUARD)
     assert "Traceback" not in err
+
+
+# Run in a process of its own: OpenCV's window toolkit stays tied to a display once it has opened
+# a window, and this display goes away after the test.
+_SINK_SCRIPT = """
+import json, threading
+import numpy as np
+from vbg.errors import SinkError
+from vbg.outputs.preview import PreviewWindow
+
+window = PreviewWindow()
+seen = {"before": window.take() is None}
+frames = [np.full((90, 160, 3), 50 * i, np.uint8) for i in range(4)]
+writer = threading.Thread(target=lambda: [window.write(f) for f in frames])  # the sink thread
+writer.start()
+writer.join()
+newest = window.take()
+seen["newest"] = None if newest is None else int(newest[0, 0, 0])
+seen["again"] = window.take() is None
+window.show(newest)
+seen["key"] = window.poll(50)
+window.write(frames[1])
+window.close()
+seen["kept"] = int(window.take()[0, 0, 0])
+try:
+    window.write(frames[2])
+except SinkError as exc:
+    seen["closed"] = str(exc)
+window.destroy()
+window.destroy()
+print(json.dumps(seen))
+"""
+
+
+def test_preview_window_is_an_output_that_keeps_the_newest_frame(display: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", _SINK_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=2 * HANG_GUARD,
+        env={**os.environ, "DISPLAY": display},
+    )
+    assert result.returncode == 0, result.stderr
+    seen = json.loads(result.stdout)
+    assert seen["before"] is True  # nothing written yet: nothing to show
+    assert seen["newest"] == 150 and seen["again"] is True  # only the newest, and only once
+    assert seen["key"] is None  # shown, no key pressed, not closed
+    assert seen["kept"] == 50  # a frame written before close is still there to show
+    assert seen["closed"] == "The preview output is closed."

@@ -10,7 +10,7 @@ import torch
 import torchvision.models._api
 from torchvision.models import segmentation
 
-from conftest import data_path
+from conftest import fixture_path
 from vbg.errors import ModelError
 from vbg.segmentation.models import MODELS, model_info
 from vbg.segmentation.segmenter import (
@@ -22,21 +22,26 @@ from vbg.segmentation.segmenter import (
 
 
 def test_local_state_dict_loads_into_the_torchvision_model(fcn_weights: Path) -> None:
-    model = build_model("fcn_resnet50", fcn_weights)
+    segmenter = load_segmenter("fcn_resnet50", weights=fcn_weights, device="cpu")
+    assert isinstance(segmenter, TorchvisionSegmenter)
+    assert segmenter.person_index == 15
+    assert segmenter.inference_size == MODELS["fcn_resnet50"].inference_size  # the model's own
+    model = segmenter.model
     state = torch.load(fcn_weights, weights_only=True)
     loaded = model.state_dict()
     # Every weight of the main network is the saved one; the auxiliary head is dropped.
     assert model.aux_classifier is None
+    assert set(loaded) == {key for key in state if not key.startswith("aux_classifier.")}
     for key, value in loaded.items():
         assert torch.equal(value, state[key]), key
 
 
 def test_segmenter_gives_a_person_probability_at_frame_size(fcn_weights: Path) -> None:
-    frame = cv2.imread(str(data_path("images", "volcomix_doctor-5871743_640.jpg")))
-    segmenter = load_segmenter("fcn_resnet50", weights=fcn_weights, device="cpu")
-    assert segmenter.person_index == 15
-    assert segmenter.inference_size == MODELS["fcn_resnet50"].inference_size
+    frame = cv2.imread(str(fixture_path("photos", "images", "doctor_saxon.jpg")))  # 320 x 214
+    segmenter = load_segmenter("fcn_resnet50", weights=fcn_weights, device="cpu", inference_size=64)
+    assert segmenter.inference_size == 64
     small = segmenter.predict(frame)
+    assert small is not None
     height, width = frame.shape[:2]
     assert min(small.shape) == segmenter.inference_size
     assert small.shape[1] / small.shape[0] == pytest.approx(width / height, rel=0.02)
@@ -47,10 +52,11 @@ def test_segmenter_gives_a_person_probability_at_frame_size(fcn_weights: Path) -
 
 def test_segmenter_preprocesses_like_torchvision(fcn_weights: Path) -> None:
     """The person channel equals the model's own softmax on the normalised RGB input."""
-    frame = cv2.imread(str(data_path("images", "skimage_astronaut.png")))
+    frame = cv2.imread(str(fixture_path("photos", "images", "girl_shibuya.jpg")))
     model = build_model("fcn_resnet50", fcn_weights)
     segmenter = TorchvisionSegmenter(model, device=torch.device("cpu"), inference_size=64)
-    small = cv2.resize(frame, (64, 64), interpolation=cv2.INTER_AREA)
+    assert frame.shape[:2] == (213, 320)
+    small = cv2.resize(frame, (96, 64), interpolation=cv2.INTER_AREA)  # the short side to 64
     rgb = torch.from_numpy(cv2.cvtColor(small, cv2.COLOR_BGR2RGB)).permute(2, 0, 1).float() / 255
     mean = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
-from conftest import StandInCamera, data_path
+from conftest import StandInCamera, decode_video, fixture_path
 from vbg.errors import SinkError, SourceError
 from vbg.outputs.sinks import (
     MODPROBE,
@@ -19,48 +18,50 @@ from vbg.outputs.sinks import (
 )
 from vbg.sources.capture import ImageSource, VideoFileSource, open_source
 
-
-def _count_frames(path: Path) -> tuple[int, tuple[int, int]]:
-    capture = cv2.VideoCapture(str(path))
-    count, size = 0, (0, 0)
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        count, size = count + 1, (frame.shape[1], frame.shape[0])
-    capture.release()
-    return count, size
+CLIP_FRAMES = 75  # tests/fixtures/data/clip.mp4: 320 x 180 at 29.97 fps
 
 
 def test_video_file_source_reads_every_frame_then_ends() -> None:
-    path = data_path("video_gt", "parkour", "parkour.mp4")
+    path = fixture_path("clip.mp4")
     with open_source(str(path), realtime=False) as source:
         assert isinstance(source, VideoFileSource)
-        assert (source.width, source.height, source.fps) == (854, 480, 24)
+        assert (source.width, source.height) == (320, 180)
+        assert source.fps == pytest.approx(29.97, abs=0.01)
         frames = []
         while (frame := source.read()) is not None:
             frames.append(frame)
-    assert len(frames) == 100
-    assert all(f.shape == (480, 854, 3) and f.dtype == np.uint8 for f in frames)
+        assert source.read() is None  # the end stays the end
+    # The same pictures as a decoder gives, in order, none dropped or repeated.
+    decoded = decode_video(path)
+    assert len(frames) == len(decoded) == CLIP_FRAMES
+    assert all(np.array_equal(ours, theirs) for ours, theirs in zip(frames, decoded, strict=True))
 
 
 def test_source_size_is_covered_and_loop_repeats() -> None:
-    path = data_path("video_gt", "parkour", "parkour.mp4")
-    with VideoFileSource(path, width=640, height=640, loop=True, realtime=False) as source:
-        first = source.read()
-        for _ in range(99):
-            source.read()
-        again = source.read()  # frame 101 is frame 1 again
-    assert first is not None and again is not None and first.shape == (640, 640, 3)
-    assert np.abs(first.astype(int) - again).mean() < 3
+    path = fixture_path("clip.mp4")
+    decoded = decode_video(path)
+    with VideoFileSource(path, width=180, height=180, loop=True, realtime=False) as source:
+        frames = [source.read() for _ in range(CLIP_FRAMES + 2)]
+    first, last, again, after = frames[0], frames[CLIP_FRAMES - 1], *frames[CLIP_FRAMES:]
+    assert first is not None and last is not None and again is not None and after is not None
+    assert all(f is not None and f.shape == (180, 180, 3) for f in frames)
+    # Covered: the middle 180 x 180 of each 320 x 180 frame (scale 1), not the frame squeezed.
+    assert np.array_equal(first, decoded[0][:, 70:250])
+    # Looped: after frame 75 come frames 1 and 2 again.
+    assert np.array_equal(again, first) and np.array_equal(after, decoded[1][:, 70:250])
+    assert np.abs(last.astype(int) - again).mean() > 3  # the man moved in 2.5 s
 
 
 def test_image_source_acts_as_a_still_camera() -> None:
-    path = data_path("images", "skimage_astronaut.png")
+    path = fixture_path("photos", "images", "girl_shibuya.jpg")
     source = open_source(str(path), fps=50)
     assert isinstance(source, ImageSource) and source.fps == 50
     a, b = source.read(), source.read()
     assert a is not None and b is not None and np.array_equal(a, b) and a is not b
+    assert a.shape == (213, 320, 3) and a.dtype == np.uint8
+    once = open_source(str(path), realtime=False)  # vbg process: the picture is one frame
+    first = once.read()
+    assert first is not None and np.array_equal(first, a) and once.read() is None
 
 
 def test_bad_sources(tmp_path: Path) -> None:
@@ -95,6 +96,9 @@ def test_virtual_camera_gets_rgb_frames_at_the_configured_size_and_rate(
     assert (camera.width, camera.height, camera.fps) == (320, 240, 25.0)
     assert camera.frames_sent == 1 and camera.closed == 1
     assert (camera.frames[0] == (0, 0, 255)).all()  # blue in RGB
+    with pytest.raises(SinkError, match="virtual_cam output is closed"):
+        sink.write(frame)
+    assert camera.frames_sent == 1  # nothing reached the closed camera
 
 
 def _fake_sysfs(root: Path, names: dict[str, str], module: bool = True) -> Path:
@@ -144,7 +148,14 @@ def test_recording_is_a_file_a_decoder_reads_back(tmp_path: Path) -> None:
     with RecordingSink(path, 320, 240, 30) as sink:
         for i in range(12):
             sink.write(np.full((240, 320, 3), i * 20, np.uint8))
-    assert _count_frames(path) == (12, (320, 240))
+    assert sink.frames_written == 12
+    frames = decode_video(path)
+    assert [f.shape for f in frames] == [(240, 320, 3)] * 12
+    assert [round(float(f.mean())) for f in frames] == pytest.approx(
+        [i * 20 for i in range(12)], abs=6
+    )  # every frame, in order (steps of 20; the codec shifts levels a little)
+    with pytest.raises(SinkError, match="record output is closed"):
+        sink.write(frames[0])
     with pytest.raises(SinkError, match="ending in"):
         RecordingSink(tmp_path / "out.gif", 320, 240, 30)
     with pytest.raises(SinkError, match="does not exist"):
