@@ -7,8 +7,10 @@ test that needs it is skipped when it is absent, except under ``CI=true``, where
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +124,18 @@ def decode_video(path: Path) -> list[np.ndarray]:
         frames.append(frame)
     capture.release()
     return frames
+
+
+@pytest.fixture(autouse=True)
+def _vbg_logger_as_it_was() -> Iterator[None]:
+    """vbg's logger back to its state before the test: ``main()`` sets up a terminal handler and
+    stops propagation, which would hide vbg's messages from later tests' ``caplog``."""
+    logger = logging.getLogger("vbg")
+    handlers, level, propagate = list(logger.handlers), logger.level, logger.propagate
+    yield
+    logger.handlers[:] = handlers
+    logger.setLevel(level)
+    logger.propagate = propagate
 
 
 @pytest.fixture(scope="session")

@@ -186,9 +186,7 @@ def evaluate(
     recent: dict[int, Frame] = {}  # the frames the model may still start on
     for index, sample in enumerate(samples):
         if kind != "video":  # every photo is a first frame
-            processor = FrameProcessor(
-                processor.segmenter, processor.compositor, processor.options
-            )
+            processor = FrameProcessor(processor.segmenter, processor.compositor, processor.options)
             keyframe, pending, model_free_at = None, None, 0.0
         frame = _read(sample.frame, cv2.IMREAD_COLOR)
         truth = _read(sample.mask, cv2.IMREAD_GRAYSCALE) > 127
