@@ -164,7 +164,7 @@ class _SinkRunner:
     def __init__(self, sink: Sink, maxsize: int, pipeline: Pipeline) -> None:
         self.sink = sink
         self.queue: DropOldestQueue[Captured] = DropOldestQueue(maxsize)
-        self.thread = threading.Thread(target=self._run, name=f"vbg-sink-{sink.name}")
+        self.thread = threading.Thread(target=self._run, name=f"vbg-sink-{sink.name}", daemon=True)
         self._pipeline = pipeline
         self._stats = pipeline.stats
 
@@ -237,17 +237,23 @@ class Pipeline:
         self._queue_size = max(2, round(SINK_QUEUE_SECONDS * source.fps))
         self._sinks: list[_SinkRunner] = [_SinkRunner(s, self._queue_size, self) for s in sinks]
         self._ended: list[_SinkRunner] = []  # sinks that failed or were removed, to close
+        # Daemon threads: stop() ends them and finalises the outputs; should the main thread
+        # leave without it, they must not keep the process alive (a looping file never ends).
         self._threads = [
-            threading.Thread(target=self._guard, args=(self._capture,), name="vbg-capture"),
-            threading.Thread(target=self._guard, args=(self._infer,), name="vbg-inference"),
-            threading.Thread(target=self._guard, args=(self._composite,), name="vbg-compositor"),
+            threading.Thread(target=self._guard, args=(body,), name=name, daemon=True)
+            for body, name in (
+                (self._capture, "vbg-capture"),
+                (self._infer, "vbg-inference"),
+                (self._composite, "vbg-compositor"),
+            )
         ]
         self._started_at = 0.0
 
     # -- control, from the main thread ------------------------------------------------------
 
     def start(self) -> None:
-        """Start every stage's thread."""
+        """Start every stage's thread. Call :meth:`stop` after it, also when it raised (a
+        KeyboardInterrupt while the threads start): stop ends those that started."""
         self._started_at = time.monotonic()
         self.stats.start()
         for runner in self._sinks:

@@ -297,7 +297,10 @@ def _run(args: argparse.Namespace) -> int:
     from vbg.commands.run import run
 
     config = build_config(args)
-    signal.signal(signal.SIGTERM, _raise_interrupt)  # finalise recordings like Ctrl-C does
+    # SIGTERM finalises recordings like Ctrl-C does. SIGINT is set too: a program started from
+    # a script in the background inherits SIGINT ignored, and would then not stop on it.
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGINT, _raise_interrupt)
     try:
         stats = run(config)
     except KeyboardInterrupt:

@@ -285,8 +285,8 @@ def run(config: RunConfig, *, camera_factory: Callable[..., Any] | None = None) 
         )
         stack.callback(controls.close)
         log.info("running: %s %dx%d at %g fps, %s", source.description, *size, fps, label)
-        pipeline.start()
-        try:
+        try:  # start inside: a Ctrl-C while the threads start still stops them all
+            pipeline.start()
             if window is None:
                 _wait(pipeline)
             else:
