@@ -27,9 +27,11 @@ from vbg.processor import FrameProcessor
 from vbg.sources.capture import Source, VideoFileSource, open_source
 
 
-def mask_image(mask: Mask) -> np.ndarray:
-    """Mask (H x W float32 in [0, 1]) -> H x W uint8 in 0..255, for saving."""
-    return np.clip(mask * 255.0 + 0.5, 0, 255).astype(np.uint8)
+def mask_image(mask: Mask, *, mirror: bool = False) -> np.ndarray:
+    """Mask (H x W float32 in [0, 1]) -> H x W uint8 in 0..255, for saving; ``mirror`` flips it
+    left-right as the output picture is, so that the two line up."""
+    image = np.clip(mask * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return cv2.flip(image, 1) if mirror else image
 
 
 def _write_image(path: Path, image: np.ndarray) -> None:
@@ -78,7 +80,8 @@ def process_frames(
         rendered = processor.process(frame, done / source.fps)
         sink.write(rendered.frame)
         if mask_sink is not None and rendered.mask is not None:
-            mask_sink.write(cv2.cvtColor(mask_image(rendered.mask), cv2.COLOR_GRAY2BGR))
+            image = mask_image(rendered.mask, mirror=processor.compositor.mirror)
+            mask_sink.write(cv2.cvtColor(image, cv2.COLOR_GRAY2BGR))
         done += 1
         if progress:
             progress.update(done)
@@ -137,5 +140,5 @@ def _process_photo(
     rendered = processor.process(frame, 0.0)
     _write_image(output_path, rendered.frame)
     if save_mask and rendered.mask is not None:
-        _write_image(save_mask, mask_image(rendered.mask))
+        _write_image(save_mask, mask_image(rendered.mask, mirror=processor.compositor.mirror))
     return 1
