@@ -120,7 +120,7 @@ def _looks_like(image: np.ndarray, other: np.ndarray) -> float:
 
 
 def test_preview_window_shows_the_output_and_obeys_keys(
-    display: str, fcn_weights: Path, tmp_path: Path
+    display: str, fast_weights: Path, tmp_path: Path
 ) -> None:
     clip = fixture_path("clip.mp4")
     folder = tmp_path / "backgrounds"  # two pictures: plain blue, then plain red
@@ -143,8 +143,10 @@ def test_preview_window_shows_the_output_and_obeys_keys(
             "--no-virtual-cam",
             "--background",
             str(folder),
+            "--model",
+            "lraspp_mobilenet_v3_large",
             "--weights",
-            str(fcn_weights),
+            str(fast_weights),
             "--device",
             "cpu",
             "--inference-size",
