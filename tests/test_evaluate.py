@@ -185,3 +185,31 @@ def test_replay_scores_what_a_viewer_sees_with_a_slow_model() -> None:
     assert live["iou_mean"] > 0.95  # the truth, at half size, scored at once
     assert held["summary"]["iou_mean"] < 0.5 * live["iou_mean"]  # 300 ms behind a runner
     assert moved["summary"]["iou_mean"] > held["summary"]["iou_mean"] + 0.05  # flow catches up
+
+
+def test_replay_schedules_the_model_as_the_live_pipeline_does() -> None:
+    # A model faster than the camera (10 ms a mask, frames every 33 ms): as in vbg run, it runs
+    # once on each frame and then waits for the next, so each frame is shown with the mask of
+    # the frame before (the one finished when it arrives), never an older one.
+    folder = fixture_path("video")
+    processor = _processor(
+        _VideoTruthSegmenter(folder), MaskOptions(smoothing=0.0, hysteresis=0.0, refine=False)
+    )
+    result = evaluate(processor, folder, replay_fps=30, latency_ms=10)
+    rows = result["frames"]
+    assert result["summary"]["masks"] == 24  # one run per frame, none twice on the same frame
+    assert [row["id"] for row in rows] == [f"{i:05d}" for i in range(1, 24)]
+    assert [row["mask_from"] for row in rows] == pytest.approx([i / 30 for i in range(23)])
+
+
+def test_replay_options_that_do_not_apply_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    photos, video = str(fixture_path("photos")), str(fixture_path("video"))
+    for argv, message in (
+        (["--data", photos, "--replay-fps", "30"], "--replay-fps replays a video"),
+        (["--data", video, "--latency-ms", "30"], "--latency-ms is the replayed model's time"),
+    ):
+        assert main(["eval", "--model", "lraspp_mobilenet_v3_large", *argv]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("vbg: error:") and message in err and "\n" not in err

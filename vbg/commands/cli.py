@@ -242,12 +242,11 @@ def _process(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from vbg.commands.evaluate import evaluate, format_summary, write_json
+    from vbg.commands.evaluate import check_replay, evaluate, format_summary, write_json
     from vbg.commands.frame_path import make_processor
 
     config = build_config(args)  # the same keys, checks and defaults as 'vbg run'
-    if not (args.replay_fps >= 0 and args.latency_ms >= 0):  # NaN fails too
-        raise ConfigError("--replay-fps and --latency-ms must be 0 or more.")
+    check_replay(args.data, args.subset, args.replay_fps, args.latency_ms)  # before the model
     result = evaluate(
         make_processor(config, live=False),
         args.data,

@@ -27,7 +27,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from vbg.errors import ModelError, SourceError
+from vbg.errors import ConfigError, ModelError, SourceError
 from vbg.images import IMAGE_SUFFIXES, Frame, Mask
 from vbg.mask_filters import Keyframe
 from vbg.processor import FrameProcessor
@@ -158,6 +158,25 @@ def _score(
     return row
 
 
+def check_replay(
+    folder: Path, subset: str | None, replay_fps: float, latency_ms: float
+) -> tuple[str, list[Sample]]:
+    """The data folder's samples (see :func:`load_samples`), once the replay options are known to
+    fit it: ``replay_fps`` replays a video, ``latency_ms`` needs ``replay_fps``, both 0 or more.
+    Raises :class:`ConfigError` otherwise (before any model is loaded, by the command)."""
+    if not (replay_fps >= 0 and latency_ms >= 0):  # NaN fails too
+        raise ConfigError("--replay-fps and --latency-ms must be 0 or more.")
+    if latency_ms and not replay_fps:
+        raise ConfigError("--latency-ms is the replayed model's time per mask: give --replay-fps.")
+    kind, samples = load_samples(folder, subset)
+    if replay_fps and kind != "video":
+        raise ConfigError(
+            f"--replay-fps replays a video as a camera, and '{folder}' holds photos "
+            "(images/ and masks/); leave it out for photos."
+        )
+    return kind, samples
+
+
 def evaluate(
     processor: FrameProcessor,
     folder: Path,
@@ -171,23 +190,28 @@ def evaluate(
 
     Photos are each a first frame (fresh filters for each). Video frames go through the frame
     path in order. With ``replay_fps``, the video is replayed as a camera at that rate with a
-    model that takes ``latency_ms`` (0: the model's measured time) per mask and always starts on
-    the newest frame, and each frame is scored with the mask a viewer would see with it then (the
-    newest finished mask, moved along the optical flow when the options say so). Frames before
-    the first mask are not scored.
+    model that takes ``latency_ms`` (0: the model's measured time) per mask, scheduled as the live
+    pipeline's model thread is: when it is done it starts on the newest frame, or waits for the
+    next one if it has already seen the newest. Each frame is scored with the mask a viewer would
+    see with it then (the newest finished mask, moved along the optical flow when the options
+    say so). Frames before the first mask are not scored.
+
+    Raises :class:`ConfigError` for ``replay_fps`` on photos and ``latency_ms`` without it.
     """
-    kind, samples = load_samples(folder, subset)
+    kind, samples = check_replay(folder, subset, replay_fps, latency_ms)
     rows: list[dict[str, Any]] = []
     previous: tuple[Mask, np.ndarray] | None = None
     seconds = 0.0
     keyframe: Keyframe | None = None
     pending: tuple[float, Keyframe] | None = None  # (ready at, keyframe) of the running model
     model_free_at = 0.0
+    last_start = -1  # the frame the model last started on
+    masks = 0
     recent: dict[int, Frame] = {}  # the frames the model may still start on
     for index, sample in enumerate(samples):
         if kind != "video":  # every photo is a first frame
             processor = FrameProcessor(processor.segmenter, processor.compositor, processor.options)
-            keyframe, pending, model_free_at = None, None, 0.0
+            keyframe, pending, model_free_at, last_start = None, None, 0.0, -1
         frame = _read(sample.frame, cv2.IMREAD_COLOR)
         truth = _read(sample.mask, cv2.IMREAD_GRAYSCALE) > 127
         now = index / replay_fps if replay_fps else float(index)
@@ -195,12 +219,17 @@ def evaluate(
         recent.pop(index - RECENT_FRAMES, None)
         while True:  # the model: finish, and start again on the newest frame of that moment
             if pending is None:
-                start = min(index, int(model_free_at * replay_fps + 1e-9)) if replay_fps else index
+                newest = min(index, int(model_free_at * replay_fps + 1e-9)) if replay_fps else index
+                start = max(newest, last_start + 1)  # a frame it has not seen, as live
+                if start > index:
+                    break  # it waits for the next frame from the camera
                 started = time.perf_counter()
                 start_at = start / replay_fps if replay_fps else now
                 fresh = processor.keyframe(recent[start], start_at)
                 took = time.perf_counter() - started
                 seconds += took
+                masks += 1
+                last_start = start
                 if fresh is None:
                     raise ModelError(f"{processor.segmenter.name} made no mask for a frame.")
                 delay = (latency_ms / 1000.0 if latency_ms else took) if replay_fps else 0.0
@@ -232,7 +261,8 @@ def evaluate(
         "iou_median": statistics.median(ious),
         "boundary_f": statistics.fmean(row["boundary_f"] for row in rows),
         "mae": statistics.fmean(row["mae"] for row in rows),
-        "ms_per_mask": 1000.0 * seconds / len(samples),
+        "ms_per_mask": 1000.0 * seconds / max(1, masks),
+        "masks": masks,
     }
     if kind == "video":
         steps = [row["dtssd"] for row in rows if "dtssd" in row]
