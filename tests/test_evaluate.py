@@ -12,7 +12,16 @@ import torch
 
 from conftest import data_path, fixture_path
 from vbg.commands.cli import main
-from vbg.commands.evaluate import boundary, boundary_f, dtssd, evaluate, iou, load_samples, mae
+from vbg.commands.evaluate import (
+    FlickerMeter,
+    boundary,
+    boundary_f,
+    dtssd,
+    evaluate,
+    iou,
+    load_samples,
+    mae,
+)
 from vbg.compositing.backgrounds import BlurBackground
 from vbg.compositing.compositor import Compositor
 from vbg.errors import SourceError
@@ -213,3 +222,52 @@ def test_replay_options_that_do_not_apply_are_refused(
         assert main(["eval", "--model", "lraspp_mobilenet_v3_large", *argv]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("vbg: error:") and message in err and "\n" not in err
+
+
+def _textured(width: int = 320, height: int = 180, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 255, (height // 8, width // 8, 3), dtype=np.uint8)
+    return cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC)
+
+
+def test_flicker_counts_mask_changes_where_the_picture_is_still() -> None:
+    frame = _textured()
+    mask = np.zeros(frame.shape[:2], np.float32)
+    mask[40:140, 100:220] = 1.0
+    steady = FlickerMeter()
+    for _ in range(5):
+        steady.add(frame, mask)
+    assert steady.mean == pytest.approx(0.0, abs=1e-6)  # same picture, same mask
+    noisy = FlickerMeter()
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        noisy.add(frame, np.clip(mask + rng.normal(0, 0.2, mask.shape), 0, 1).astype(np.float32))
+    assert noisy.mean > 10.0  # the mask changes on its own where nothing moved
+
+
+def test_flicker_follows_a_moving_picture() -> None:
+    # The picture and the mask move 4 px to the right each frame: nothing flickers.
+    base = _textured(400, 180)
+    mask = np.zeros((180, 400), np.float32)
+    mask[40:140, 120:220] = 1.0
+    meter = FlickerMeter()
+    for step in range(5):
+        shift = 4 * step
+        meter.add(np.ascontiguousarray(base[:, 40 - shift : 360 - shift]),
+                  np.ascontiguousarray(mask[:, 40 - shift : 360 - shift]))  # fmt: skip
+    assert meter.mean < 2.0
+
+
+def test_eval_of_a_video_file_reports_its_flicker(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], fast_weights: Path
+) -> None:
+    clip = str(fixture_path("clip.mp4"))
+    out = tmp_path / "flicker.json"
+    argv = ["eval", "--model", "lraspp_mobilenet_v3_large", "--weights", str(fast_weights)]
+    assert main([*argv, "--inference-size", "32", "--data", clip, "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "75 video frames, no truth" in printed and "flicker" in printed
+    summary = json.loads(out.read_text())["summary"]
+    assert summary["kind"] == "clip" and summary["frames"] == 75 and summary["flicker"] >= 0.0
+    assert main([*argv, "--data", clip, "--replay-fps", "30"]) == 2
+    assert "need a data folder" in capsys.readouterr().err

@@ -130,7 +130,10 @@ def _build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("eval", help="score the masks on photos or a video with truth")
     _add_verbosity_flags(evaluate)
-    evaluate.add_argument("--data", type=Path, required=True, help="folder: images|frames, masks")
+    evaluate.add_argument(
+        "--data", type=Path, required=True,
+        help="folder: images|frames, masks; or a video file (its flicker only)",
+    )  # fmt: skip
     evaluate.add_argument("--subset", help="only rows of DATA/stats.csv where this column is 1")
     evaluate.add_argument("--json", type=Path, help="also write the scores as JSON here")
     evaluate.add_argument(
@@ -242,18 +245,29 @@ def _process(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from vbg.commands.evaluate import check_replay, evaluate, format_summary, write_json
+    from vbg.commands.evaluate import (
+        check_replay,
+        evaluate,
+        evaluate_clip,
+        format_summary,
+        write_json,
+    )
     from vbg.commands.frame_path import make_processor
 
     config = build_config(args)  # the same keys, checks and defaults as 'vbg run'
-    check_replay(args.data, args.subset, args.replay_fps, args.latency_ms)  # before the model
-    result = evaluate(
-        make_processor(config, live=False),
-        args.data,
-        subset=args.subset,
-        replay_fps=args.replay_fps,
-        latency_ms=args.latency_ms,
-    )
+    # The data and the replay options are checked before the model loads.
+    kind, _ = check_replay(args.data, args.subset, args.replay_fps, args.latency_ms)
+    processor = make_processor(config, live=False)
+    if kind == "clip":  # a video file without true masks: its flicker
+        result = evaluate_clip(processor, args.data)
+    else:
+        result = evaluate(
+            processor,
+            args.data,
+            subset=args.subset,
+            replay_fps=args.replay_fps,
+            latency_ms=args.latency_ms,
+        )
     print(format_summary(result["summary"]))
     if args.json:
         write_json(result, args.json)

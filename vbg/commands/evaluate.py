@@ -28,9 +28,10 @@ import cv2
 import numpy as np
 
 from vbg.errors import ConfigError, ModelError, SourceError
-from vbg.images import IMAGE_SUFFIXES, Frame, Mask
-from vbg.mask_filters import Keyframe
+from vbg.images import IMAGE_SUFFIXES, Frame, Mask, grey
+from vbg.mask_filters import FlowPropagator, Keyframe
 from vbg.processor import FrameProcessor
+from vbg.sources.capture import VideoFileSource
 
 RECENT_FRAMES = 256  # replay: how far back (frames) a model may still start
 BOUNDARY_FRACTION = 0.008  # DAVIS: boundary tolerance as a fraction of the image diagonal
@@ -82,6 +83,53 @@ def dtssd(soft: Mask, previous: Mask, truth: np.ndarray, previous_truth: np.ndar
     """Robust Video Matting's dtSSD between two consecutive frames (x 100)."""
     change = (soft - previous) - (truth.astype(np.float32) - previous_truth.astype(np.float32))
     return float(np.sqrt(np.mean(change**2)) * 100.0)
+
+
+FLICKER_WIDTH = 320  # masks and frames are compared this wide (or less) for the flicker figure
+STILL_LEVEL = 3.0  # grey levels: a pixel whose picture changed less than this counts as still
+
+
+class FlickerMeter:
+    """Flicker without true masks: how much the mask changes, between consecutive frames, where
+    the picture did not (x 100, the mean absolute change on those pixels). The frame before and
+    its mask are first moved along the optical flow to the frame now, so a moving camera or a
+    moving person counts as still where the picture only moved; what is left is the mask
+    changing on its own, which is what a viewer sees as flicker."""
+
+    def __init__(self) -> None:
+        self._flow = FlowPropagator()
+        self._previous: tuple[np.ndarray, Mask] | None = None
+        self.values: list[float] = []
+
+    def add(self, frame: Frame, mask: Mask) -> float | None:
+        """Take the next frame (H x W x 3 uint8 BGR) and its mask (H x W float32); returns this
+        step's flicker (None for the first frame, or when no pixel was still)."""
+        height, width = frame.shape[:2]
+        small_w = min(FLICKER_WIDTH, width)
+        size = (small_w, max(8, round(height * small_w / width)))
+        now_grey = grey(frame, *size)
+        now_mask = cv2.resize(mask, size, interpolation=cv2.INTER_AREA)
+        previous, self._previous = self._previous, (now_grey, now_mask)
+        if previous is None:
+            return None
+        maps = self._flow.maps(now_grey, previous[0])
+        moved_grey = cv2.remap(
+            previous[0], *maps, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
+        moved_mask = cv2.remap(
+            previous[1], *maps, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
+        change = cv2.absdiff(cv2.blur(now_grey, (3, 3)), cv2.blur(moved_grey, (3, 3)))
+        still = change < STILL_LEVEL
+        if not still.any():
+            return None
+        value = float(np.abs(now_mask - moved_mask)[still].mean() * 100.0)
+        self.values.append(value)
+        return value
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.values) if self.values else 0.0
 
 
 # -- the data --------------------------------------------------------------------------------
@@ -168,6 +216,13 @@ def check_replay(
         raise ConfigError("--replay-fps and --latency-ms must be 0 or more.")
     if latency_ms and not replay_fps:
         raise ConfigError("--latency-ms is the replayed model's time per mask: give --replay-fps.")
+    if folder.is_file():
+        if replay_fps or subset:
+            raise ConfigError(
+                f"'{folder}' is a video file: vbg eval measures its flicker only (no true masks); "
+                "--replay-fps and --subset need a data folder."
+            )
+        return "clip", []
     kind, samples = load_samples(folder, subset)
     if replay_fps and kind != "video":
         raise ConfigError(
@@ -207,6 +262,7 @@ def evaluate(
     model_free_at = 0.0
     last_start = -1  # the frame the model last started on
     masks = 0
+    flicker = FlickerMeter()
     recent: dict[int, Frame] = {}  # the frames the model may still start on
     for index, sample in enumerate(samples):
         if kind != "video":  # every photo is a first frame
@@ -250,6 +306,8 @@ def evaluate(
             **_score(soft, truth, previous),
         }
         previous = (soft, truth) if kind == "video" else None
+        if kind == "video":
+            flicker.add(frame, soft)
         rows.append(row)
     ious = [row["iou"] for row in rows]
     summary: dict[str, Any] = {
@@ -267,14 +325,49 @@ def evaluate(
     if kind == "video":
         steps = [row["dtssd"] for row in rows if "dtssd" in row]
         summary["dtssd"] = statistics.fmean(steps) if steps else 0.0
+        summary["flicker"] = flicker.mean
         summary["options"] = dataclasses.asdict(processor.options)
         if replay_fps:
             summary["replay"] = {"fps": replay_fps, "latency_ms": latency_ms}
     return {"summary": summary, "frames": rows}
 
 
+def evaluate_clip(processor: FrameProcessor, path: Path) -> dict[str, Any]:
+    """The flicker figure (see :class:`FlickerMeter`) of ``processor``'s masks on every frame of a
+    video file, which needs no true masks; returns the summary and per-frame values."""
+    flicker = FlickerMeter()
+    rows: list[dict[str, Any]] = []
+    seconds = 0.0
+    with VideoFileSource(path, realtime=False) as source:
+        index = 0
+        while (frame := source.read()) is not None:
+            started = time.perf_counter()
+            mask = processor.mask(frame, index / source.fps)
+            seconds += time.perf_counter() - started
+            rows.append({"index": index, "flicker": flicker.add(frame, mask)})
+            index += 1
+    if not rows:
+        raise SourceError(f"Video '{path}' has no frames.")
+    summary = {
+        "model": processor.segmenter.name,
+        "data": str(path),
+        "kind": "clip",
+        "frames": len(rows),
+        "flicker": flicker.mean,
+        "ms_per_mask": 1000.0 * seconds / len(rows),
+        "options": dataclasses.asdict(processor.options),
+    }
+    return {"summary": summary, "frames": rows}
+
+
 def format_summary(summary: dict[str, Any]) -> str:
     """The summary as the lines ``vbg eval`` prints."""
+    if summary["kind"] == "clip":
+        return "\n".join([
+            f"{summary['model']} on {summary['data']}: {summary['frames']} video frames, no truth",
+            f"  flicker     {summary['flicker']:.3f}",
+            f"  {summary['ms_per_mask']:.1f} ms per mask (preprocessing, model, filters)",
+        ])  # fmt: skip
     lines = [
         f"{summary['model']} on {summary['data']}: {summary['frames']} "
         + ("video frames" if summary["kind"] == "video" else "photos"),
@@ -284,6 +377,7 @@ def format_summary(summary: dict[str, Any]) -> str:
     ]
     if "dtssd" in summary:
         lines.append(f"  dtSSD       {summary['dtssd']:.3f}")
+        lines.append(f"  flicker     {summary['flicker']:.3f}")
     if "replay" in summary:
         replay = summary["replay"]
         lines.append(
