@@ -1,6 +1,14 @@
 """vbg: a live webcam virtual background (torchvision person segmentation)."""
 
-from vbg.errors import BackgroundError, ConfigError, ModelError, SinkError, SourceError, VbgError
+from vbg.errors import (
+    BackgroundError,
+    ConfigError,
+    ModelError,
+    ProcessingError,
+    SinkError,
+    SourceError,
+    VbgError,
+)
 
 __version__ = "0.1.0"
 
@@ -8,6 +16,7 @@ __all__ = [
     "BackgroundError",
     "ConfigError",
     "ModelError",
+    "ProcessingError",
     "SinkError",
     "SourceError",
     "VbgError",

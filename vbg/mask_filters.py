@@ -11,7 +11,7 @@ Pure stage (no threads, no I/O); each filter works on arrays:
 - :class:`MaskRefiner`: upsamples the low-resolution mask guided by the full-size frame (a fast
   guided filter), so edges follow hair and shoulders, with an optional feather.
 
-:class:`MaskPath` puts them together as the pipeline and ``vbg eval`` use them.
+:class:`MaskPath` puts them together as the frame processor (vbg.processor) uses them.
 
 Masks are H x W float32 in [0, 1]; the low-resolution ones are at the model's output size.
 Grey images are H x W uint8.
