@@ -34,6 +34,7 @@ import cv2
 import numpy as np
 import torch
 
+from vbg.commands.frame_path import live_segmenter
 from vbg.compositing.backgrounds import (
     Background,
     BlurBackground,
@@ -55,9 +56,7 @@ from vbg.segmentation.segmenter import (
     choose_device,
     half_precision,
     load_segmenter,
-    share_cores,
 )
-from vbg.segmentation.still import StillSceneGate
 from vbg.sources.capture import ImageSource, Source, open_source
 from vbg.stats import Stats
 
@@ -217,10 +216,9 @@ def live_processor(segmenter: Segmenter, *, skip_still: bool = True) -> FramePro
     """The frame path the pipeline part times: ``segmenter`` with vbg's mask filters and a blur
     background, and as in ``vbg run``, a still scene not segmented again (``skip_still``) and a
     model on the CPU leaving a core to the other stages."""
-    if segmenter.device.type == "cpu":
-        share_cores()
-    model = StillSceneGate(segmenter) if skip_still else segmenter
-    return FrameProcessor(model, Compositor(BlurBackground()))
+    return FrameProcessor(
+        live_segmenter(segmenter, skip_still=skip_still), Compositor(BlurBackground())
+    )
 
 
 def run_pipeline(

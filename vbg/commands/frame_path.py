@@ -3,6 +3,8 @@ and the :class:`FrameProcessor` around it, the same way for all three."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from vbg.compositing.backgrounds import open_background
 from vbg.compositing.compositor import Compositor
 from vbg.config import RunConfig
@@ -24,6 +26,22 @@ def load_model(config: RunConfig, *, device: str | None = None) -> Segmenter:
     )
 
 
+def live_segmenter(
+    segmenter: Segmenter,
+    *,
+    skip_still: bool,
+    on_cpu: Callable[[], Segmenter] | None = None,
+) -> Segmenter:
+    """``segmenter`` with what a live run puts around it: a model on the CPU leaves a core for
+    the other stages (:func:`share_cores`), ``on_cpu`` (when given) builds the same model on the
+    CPU should it fail on a GPU, and with ``skip_still`` a still scene is not segmented again."""
+    if segmenter.device.type == "cpu":
+        share_cores()
+    if on_cpu is not None:
+        segmenter = FallbackSegmenter(segmenter, on_cpu)
+    return StillSceneGate(segmenter) if skip_still else segmenter
+
+
 def make_processor(config: RunConfig, *, live: bool) -> FrameProcessor:
     """The frame path for ``config``. ``live`` (``vbg run``) adds what a live run needs: the
     model moves to the CPU if it fails on a GPU, a still scene is not segmented again
@@ -38,15 +56,11 @@ def make_processor(config: RunConfig, *, live: bool) -> FrameProcessor:
         background.close()
         raise
     if live:
-        if segmenter.device.type == "cpu":
-            share_cores()
 
         def on_cpu() -> Segmenter:
             share_cores()
             return load_model(config, device="cpu")
 
-        segmenter = FallbackSegmenter(segmenter, on_cpu)
-        if config.skip_still:
-            segmenter = StillSceneGate(segmenter)
+        segmenter = live_segmenter(segmenter, skip_still=config.skip_still, on_cpu=on_cpu)
     compositor = Compositor(background, mirror=config.mirror, light_wrap=config.light_wrap)
     return FrameProcessor(segmenter, compositor, config.mask_options)
