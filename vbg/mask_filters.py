@@ -88,11 +88,10 @@ class TemporalSmoother:
             if grey_image is not None and self._grey is not None:
                 previous_grey = self._grey
                 if self.flow is not None:  # follow the motion: compare along the flow
-                    map_x, map_y = self.flow.maps(grey_image, self._grey)
-                    warp = (map_x, map_y, cv2.INTER_LINEAR)
-                    self._state = cv2.remap(self._state, *warp, borderMode=cv2.BORDER_REPLICATE)
-                    self._output = cv2.remap(self._output, *warp, borderMode=cv2.BORDER_REPLICATE)
-                    previous_grey = cv2.remap(self._grey, *warp, borderMode=cv2.BORDER_REPLICATE)
+                    maps = self.flow.maps(grey_image, self._grey)
+                    self._state = remap(self._state, maps)
+                    self._output = remap(self._output, maps)
+                    previous_grey = remap(self._grey, maps)
                 change = cv2.blur(cv2.absdiff(grey_image, previous_grey).astype(np.float32), (3, 3))
                 motion = np.minimum(change * (1.0 / self.motion_scale), 1.0)
                 weight += self.strength * motion
@@ -144,7 +143,7 @@ class FlowPropagator:
     def propagate(self, keyframe: Keyframe, grey_now: Grey) -> Mask:
         """The keyframe's mask moved to the frame whose small grey image is ``grey_now``."""
         map_x, map_y = self.maps(grey_now, keyframe.grey)
-        return _remap(keyframe.mask, (map_x, map_y))
+        return remap(keyframe.mask, (map_x, map_y))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,9 +180,7 @@ class FlowTracker:
         """The keyframe's mask (h x w) moved to ``frame`` (H x W x 3 uint8 BGR), captured at
         ``captured_at`` (frames come in capture order; keyframes too). A keyframe of this very
         frame comes back as it is, at the model's resolution; a moved one is ``width`` wide."""
-        frame_h, frame_w = frame.shape[:2]
-        width = min(self.width, frame_w)
-        height = max(8, round(frame_h * width / frame_w))
+        width, height = flow_size(frame, self.width)
         now = grey(frame, width, height)
         if keyframe.captured_at == captured_at:
             # The mask is this frame's own: nothing to move, and later keyframes come from this
@@ -202,15 +199,25 @@ class FlowTracker:
             mask = cv2.resize(keyframe.mask, (width, height), interpolation=cv2.INTER_LINEAR)
             for step in self._steps:
                 if step.captured_at > keyframe.captured_at and step.maps is not None:
-                    mask = _remap(mask, step.maps)
+                    mask = remap(mask, step.maps)
         else:
-            mask = _remap(self._mask, maps) if maps is not None else self._mask
+            mask = remap(self._mask, maps) if maps is not None else self._mask
         self._mask = mask
         return mask
 
 
-def _remap(mask: Mask, maps: tuple[np.ndarray, np.ndarray]) -> Mask:
-    return cv2.remap(mask, maps[0], maps[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+def remap(image: np.ndarray, maps: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """``image`` (a mask or a grey image, h x w) sampled where :meth:`FlowPropagator.maps` say
+    each pixel came from, bilinear, the edge repeated."""
+    return cv2.remap(image, maps[0], maps[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def flow_size(frame: Frame, width: int = FLOW_WIDTH) -> tuple[int, int]:
+    """(width, height) of the small images the flow is computed on for ``frame`` (H x W x 3):
+    at most ``width`` wide, in the frame's aspect."""
+    frame_h, frame_w = frame.shape[:2]
+    small_w = min(width, frame_w)
+    return small_w, max(8, round(frame_h * small_w / frame_w))
 
 
 class MaskRefiner:

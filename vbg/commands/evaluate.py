@@ -29,7 +29,7 @@ import numpy as np
 
 from vbg.errors import ConfigError, ModelError, SourceError
 from vbg.images import IMAGE_SUFFIXES, Frame, Mask, grey
-from vbg.mask_filters import FlowPropagator, Keyframe
+from vbg.mask_filters import FlowPropagator, Keyframe, flow_size, remap
 from vbg.processor import FrameProcessor
 from vbg.sources.capture import VideoFileSource
 
@@ -104,21 +104,14 @@ class FlickerMeter:
     def add(self, frame: Frame, mask: Mask) -> float | None:
         """Take the next frame (H x W x 3 uint8 BGR) and its mask (H x W float32); returns this
         step's flicker (None for the first frame, or when no pixel was still)."""
-        height, width = frame.shape[:2]
-        small_w = min(FLICKER_WIDTH, width)
-        size = (small_w, max(8, round(height * small_w / width)))
+        size = flow_size(frame, FLICKER_WIDTH)
         now_grey = grey(frame, *size)
         now_mask = cv2.resize(mask, size, interpolation=cv2.INTER_AREA)
         previous, self._previous = self._previous, (now_grey, now_mask)
         if previous is None:
             return None
         maps = self._flow.maps(now_grey, previous[0])
-        moved_grey = cv2.remap(
-            previous[0], *maps, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-        )
-        moved_mask = cv2.remap(
-            previous[1], *maps, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-        )
+        moved_grey, moved_mask = remap(previous[0], maps), remap(previous[1], maps)
         change = cv2.absdiff(cv2.blur(now_grey, (3, 3)), cv2.blur(moved_grey, (3, 3)))
         still = change < STILL_LEVEL
         if not still.any():
