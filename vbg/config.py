@@ -18,6 +18,8 @@ from vbg.errors import ConfigError
 from vbg.mask_filters import MaskOptions
 from vbg.segmentation.options import DEVICES, PRECISIONS
 
+MODES = ("auto", "on", "off")  # the values of the 'crop' and 'sync' keys
+
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
@@ -31,6 +33,8 @@ class RunConfig:
     device: str = "auto"
     precision: str = "auto"  # auto (float32), float32 or float16
     inference_size: int = 0  # short side of the model input; 0: the model's default
+    crop: str = "auto"  # the model looks at the person(s): auto (where it pays), on, off
+    sync: str = "auto"  # each frame waits for its own mask: auto (while the model keeps up), on, off
     # The mask filters (vbg.mask_filters.MaskOptions holds their defaults).
     mask_smoothing: float = MaskOptions.smoothing  # motion-aware, where the picture is still
     hysteresis: float = MaskOptions.hysteresis  # near 0.5, hold until the mask moves this much
@@ -118,6 +122,9 @@ def _check_ranges(config: RunConfig, origin: str) -> None:
         fail("device", "must be one of " + ", ".join(DEVICES))
     if config.precision not in PRECISIONS:
         fail("precision", "must be one of " + ", ".join(PRECISIONS))
+    for key in ("crop", "sync"):
+        if getattr(config, key) not in MODES:
+            fail(key, "must be one of " + ", ".join(MODES))
     if not config.source:
         fail("source", "must be a camera index or a file path")
     for key in ("width", "height", "max_frames", "inference_size"):

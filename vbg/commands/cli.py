@@ -17,7 +17,7 @@ from types import FrameType
 from typing import Any, NoReturn
 
 from vbg import log as messages
-from vbg.config import RunConfig, config_from_mapping, read_config_file
+from vbg.config import MODES, RunConfig, config_from_mapping, read_config_file
 from vbg.errors import ConfigError, ModelError, VbgError
 from vbg.segmentation.options import DEVICES, FETCH_SOURCES, PRECISIONS
 
@@ -59,6 +59,10 @@ def _add_model_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--inference-size", type=int, help="short side of the model input in pixels; per model"
     )
+    parser.add_argument(
+        "--crop", choices=MODES,
+        help="the model looks at the person(s), not the whole frame; auto (where it pays)",
+    )  # fmt: skip
 
 
 def _add_mask_flags(parser: argparse.ArgumentParser) -> None:
@@ -73,6 +77,13 @@ def _add_mask_flags(parser: argparse.ArgumentParser) -> None:
         help="guided upsampling so edges follow the frame; on",
     )  # fmt: skip
     parser.add_argument("--feather", type=float, help="soften the edge by this many pixels; 0")
+
+
+def _add_sync_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--sync", choices=MODES,
+        help="each frame waits for its own mask: auto (while the model keeps up), on, off; auto",
+    )  # fmt: skip
 
 
 def _add_frame_path_flags(parser: argparse.ArgumentParser) -> None:
@@ -107,6 +118,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "--skip-still", action=argparse.BooleanOptionalAction,
         help="reuse the mask while the picture does not change (less CPU); on",
     )  # fmt: skip
+    _add_sync_flag(run)
     run.add_argument("--width", type=int, help="frame width to ask the camera for / output")
     run.add_argument("--height", type=int, help="frame height to ask the camera for / output")
     run.add_argument("--fps", type=float, help="frame rate to ask the camera for / output")
@@ -144,6 +156,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "--latency-ms", type=float, default=0.0,
         help="with --replay-fps: the model's time per mask (0: as measured)",
     )  # fmt: skip
+    _add_sync_flag(evaluate)
     _add_frame_path_flags(evaluate)
 
     bench = commands.add_parser("bench", help="time the models, the compositor and the pipeline")
