@@ -9,7 +9,9 @@ All of vbg's threading lives in this module; what is done to a frame is not (the
   Keyframe through a LatestSlot; frames it cannot keep up with are skipped.
 - The compositor thread runs the processor's compositor half on every captured frame with the
   newest Keyframe, so the output keeps the camera's rate when the model is slower, and hands the
-  result to each sink's :class:`DropOldestQueue`.
+  result to each sink's :class:`DropOldestQueue`. While the model keeps up with the camera
+  (:class:`SyncPolicy`), it first holds the frame, within a bound, until the model is done with
+  it, so that the frame is shown with its own mask instead of the one before (no lag).
 - Each sink (the virtual camera, a recording, the preview) has its own thread, so a slow
   recorder never stalls the virtual camera.
 
@@ -25,7 +27,9 @@ import collections
 import contextlib
 import dataclasses
 import logging
+import math
 import os
+import statistics
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -45,6 +49,15 @@ T = TypeVar("T")
 JOIN_TIMEOUT = 5.0
 INFERENCE_NICENESS = 10  # how much lower the model thread's priority is (Linux)
 SINK_QUEUE_SECONDS = 2.0  # a sink may fall this far behind before its oldest frames are dropped
+SYNC_MODES = ("auto", "on", "off")  # the config's 'sync' key: see SyncPolicy
+# The most a frame is held for its own mask (seconds). Holding the picture delays it against the
+# sound: ITU-R BT.1359 puts the threshold where viewers notice sound ahead of the picture at
+# about 45 ms, so a hold of this size stays about at the edge of what anyone could notice.
+SYNC_MAX_WAIT = 0.050
+SYNC_KEEPS_UP = 0.75  # auto: the model keeps up while its recent time per mask is under this
+# share of the frame interval (the rest is room for a slow run and for the other threads)
+SYNC_SLACK = 2.0  # auto: a frame waits up to this many of the model's recent times per mask
+SYNC_RUNS_KEPT = 15  # the recent time per mask is the median of this many runs (a spike is not)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,6 +118,109 @@ class LatestSlot(Generic[T]):
     def closed(self) -> bool:
         with self._cond:
             return self._closed
+
+
+class SyncPolicy:
+    """Whether, and for how long, a frame is held until the model is done with it, so that it is
+    shown with its own mask. Pure (no threads, no clock): the live pipeline and ``vbg eval``'s
+    replay share it, so that the replay shows what ``vbg run`` does.
+
+    ``mode`` (the config's ``sync``): ``"off"`` never holds a frame (the newest mask, moved along
+    the optical flow, as when the model is slower than the camera); ``"on"`` always holds it, up
+    to the bound; ``"auto"`` holds it while the model keeps up: the median of its recent times
+    per mask (:meth:`observe`) is under ``SYNC_KEEPS_UP`` (3/4) of the frame interval, so the
+    model can make every frame's mask with time to spare. Before the first mask, auto does not
+    hold.
+
+    The bound, :meth:`wait_limit`: at most ``max_wait`` seconds (50 ms, about where a viewer could
+    notice the picture behind the sound) and at most one frame interval (``1 / fps`` seconds: by
+    then the next frame is there, and a longer hold would make the output fall behind the
+    camera); in auto also at most ``SYNC_SLACK`` (2) recent times per mask: the frame's own model
+    run, with room for one twice as slow as usual, never a queue of runs.
+    """
+
+    def __init__(self, mode: str, fps: float, *, max_wait: float = SYNC_MAX_WAIT) -> None:
+        if mode not in SYNC_MODES:
+            raise ValueError(f"sync must be one of {', '.join(SYNC_MODES)}, not {mode!r}")
+        if not (fps > 0 and max_wait >= 0):  # NaN fails too
+            raise ValueError(f"fps must be above 0 and max_wait 0 or more ({fps}, {max_wait})")
+        self.mode = mode
+        self.frame_interval = 1.0 / fps  # seconds
+        self.max_wait = max_wait
+        self._runs: collections.deque[float] = collections.deque(maxlen=SYNC_RUNS_KEPT)
+
+    def observe(self, seconds: float) -> None:
+        """Take the time (seconds) of one model run that made a mask."""
+        self._runs.append(seconds)
+
+    @property
+    def seconds_per_mask(self) -> float | None:
+        """The model's recent time per mask (seconds; the median of its last runs), or None
+        before the first."""
+        return statistics.median(self._runs) if self._runs else None
+
+    @property
+    def keeps_up(self) -> bool:
+        """Whether the model's recent time per mask leaves room in the frame interval."""
+        recent = self.seconds_per_mask
+        return recent is not None and recent < SYNC_KEEPS_UP * self.frame_interval
+
+    def wait_limit(self) -> float:
+        """How long (seconds) a frame arriving now may be held for its own mask; 0: not held."""
+        bound = min(self.max_wait, self.frame_interval)
+        if self.mode == "on":
+            return bound
+        recent = self.seconds_per_mask
+        if self.mode == "off" or recent is None or not self.keeps_up:
+            return 0.0
+        return min(bound, SYNC_SLACK * recent)
+
+
+class _ModelProgress:
+    """Where the model thread is, by frame (a frame is known by its capture time ``t``): the
+    frame it started on last and the newest it is done with, with a mask or without one (a still
+    scene, a frame shown again). The compositor waits on it for a frame's own mask; the
+    :class:`SyncPolicy` lives behind its lock, as both threads use it."""
+
+    def __init__(self, policy: SyncPolicy) -> None:
+        self._cond = threading.Condition()
+        self._policy = policy
+        self._started = -math.inf
+        self._done = -math.inf
+        self._closed = False
+
+    def start(self, t: float) -> None:
+        """The model starts on the frame captured at ``t``."""
+        with self._cond:
+            self._started = t
+            self._cond.notify_all()
+
+    def finish(self, t: float, seconds: float | None = None) -> None:
+        """The model is done with the frame captured at ``t``; ``seconds``: how long it took,
+        when it made a mask (None: no new mask for this frame, the last one is used on)."""
+        with self._cond:
+            self._done = t
+            if seconds is not None:
+                self._policy.observe(seconds)
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        """The model thread has ended: nothing is waited for any more."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def wait(self, t: float) -> tuple[bool, float]:
+        """Hold the caller until the model is done with the frame captured at ``t``, within the
+        policy's bound. Returns (whether it is done with it, the bound in seconds): it is not when
+        the bound passed, the model went on to a later frame instead, or it has ended."""
+        with self._cond:
+            limit = self._policy.wait_limit()
+            if limit > 0:
+                self._cond.wait_for(
+                    lambda: self._done >= t or self._started > t or self._closed, limit
+                )
+            return self._done >= t, limit
 
 
 class DropOldestQueue(Generic[T]):
@@ -211,7 +327,9 @@ def _yield_to_other_stages() -> None:
 class Pipeline:
     """Runs the live stages on threads. Use :meth:`start`, then :meth:`stop` (also on error).
 
-    ``max_frames`` stops the pipeline after that many output frames (0: never).
+    ``max_frames`` stops the pipeline after that many output frames (0: never). ``sync``: when
+    a frame waits for its own mask, a :class:`SyncPolicy` or its mode (``"auto"``, ``"on"``,
+    ``"off"``) for the source's frame rate.
     """
 
     def __init__(
@@ -222,6 +340,7 @@ class Pipeline:
         *,
         max_frames: int = 0,
         stats: Stats | None = None,
+        sync: SyncPolicy | str = "auto",
     ) -> None:
         self.source = source
         self.processor = processor
@@ -229,6 +348,8 @@ class Pipeline:
         self.max_frames = max_frames
         self._frames: LatestSlot[Captured] = LatestSlot()
         self._masks: LatestSlot[Keyframe] = LatestSlot()
+        self.sync = sync if isinstance(sync, SyncPolicy) else SyncPolicy(sync, source.fps)
+        self._progress = _ModelProgress(self.sync)
         self._stop = threading.Event()
         self._finished = threading.Event()
         self._error: BaseException | None = None
@@ -303,6 +424,7 @@ class Pipeline:
         self._stop.set()
         self._frames.close()
         self._masks.close()
+        self._progress.close()
         for thread in self._threads:
             if thread.is_alive():
                 thread.join(JOIN_TIMEOUT)
@@ -336,6 +458,7 @@ class Pipeline:
         self.stats.stop()
         self._stop.set()
         self._frames.close()
+        self._progress.close()
         self._finished.set()
 
     def _sink_failed(self, runner: _SinkRunner, error: SinkError) -> None:
@@ -397,31 +520,57 @@ class Pipeline:
 
     def _infer(self) -> None:
         _yield_to_other_stages()
-        for captured in self._newer_frames():
-            if captured.notice:
-                continue  # the same frame again: its mask is made
-            started = time.perf_counter()
-            try:
-                keyframe = self.processor.keyframe(captured.frame, captured.t)
-            except VbgError:
-                raise
-            except Exception as exc:  # a model failing on the CPU, a bad .tflite graph
-                segmenter = self.processor.segmenter
-                raise ModelError(
-                    f"The model {segmenter.name} failed on {segmenter.device.type} "
-                    f"({_reason(exc)}). Try another --model, or --device cpu."
-                ) from exc
-            if keyframe is None:
-                self.stats.count("masks_skipped")
-                continue
-            self.stats.add_time("segment", time.perf_counter() - started)
-            self.stats.count("masks")
-            self._masks.put(keyframe)
+        try:
+            for captured in self._newer_frames():
+                if captured.notice:  # the same frame again: its mask is made
+                    self._progress.finish(captured.t)
+                    continue
+                self._progress.start(captured.t)
+                started = time.perf_counter()
+                keyframe = self._keyframe(captured)
+                if keyframe is None:  # a still scene: the last mask is used on
+                    self.stats.count("masks_skipped")
+                    self._progress.finish(captured.t)
+                    continue
+                took = time.perf_counter() - started
+                self.stats.add_time("segment", took)
+                self.stats.count("masks")
+                self._masks.put(keyframe)  # before finish: a frame waiting for it finds it
+                self._progress.finish(captured.t, took)
+        finally:
+            self._progress.close()
+
+    def _keyframe(self, captured: Captured) -> Keyframe | None:
+        """The processor's model half on a captured frame, its failures as a ModelError."""
+        try:
+            return self.processor.keyframe(captured.frame, captured.t)
+        except VbgError:
+            raise
+        except Exception as exc:  # a model failing on the CPU, a bad .tflite graph
+            segmenter = self.processor.segmenter
+            raise ModelError(
+                f"The model {segmenter.name} failed on {segmenter.device.type} "
+                f"({_reason(exc)}). Try another --model, or --device cpu."
+            ) from exc
+
+    def _await_own_mask(self, captured: Captured) -> None:
+        """Hold ``captured`` until the model is done with it, within the sync policy's bound
+        (not a frame shown again: its mask is made); the time held is sampled as "sync_wait"."""
+        if captured.notice:
+            return
+        started = time.monotonic()
+        done, limit = self._progress.wait(captured.t)
+        if limit > 0:
+            self.stats.add_sample("sync_wait", time.monotonic() - started)
+            self.stats.count("frames_held")
+            if not done:
+                self.stats.count("sync_missed")
 
     def _composite(self) -> None:
         frames_out = 0
         try:
             for captured in self._newer_frames("frames_skipped"):
+                self._await_own_mask(captured)
                 _, keyframe = self._masks.latest()
                 started = time.perf_counter()
                 try:
@@ -441,6 +590,8 @@ class Pipeline:
                 self.stats.add_time("composite", time.perf_counter() - started)
                 if rendered.mask_age is not None:
                     self.stats.add_sample("mask_age", rendered.mask_age)
+                    if rendered.mask_age == 0:
+                        self.stats.count("frames_own_mask")
                 output = dataclasses.replace(captured, frame=rendered.frame, notice=None)
                 with self._sinks_lock:
                     runners = list(self._sinks)
