@@ -93,6 +93,7 @@ def test_run_records_a_real_video_and_writes_stats(
     assert stats["frames_out"] == 40 and stats["masks"] >= 1
     assert {"capture", "segment", "composite", "record", "virtual_cam"} <= set(stats["stage_ms"])
     assert stats["model"] == "fcn_resnet50" and stats["device"] == "cpu"
+    assert stats["sync"] == "auto"  # the config's default, handed to the pipeline
     assert stats["dropped"] == {"record": 0, "virtual_cam": 0}
 
 

@@ -277,9 +277,12 @@ def run(config: RunConfig, *, camera_factory: Callable[..., Any] | None = None) 
             height=size[1],
             fps=fps,
             source=source.description,
+            sync=config.sync,
         )
         sinks, recording, window = _open_sinks(config, size, fps, stack, camera_factory)
-        pipeline = Pipeline(source, processor, sinks, max_frames=config.max_frames, stats=stats)
+        pipeline = Pipeline(
+            source, processor, sinks, max_frames=config.max_frames, stats=stats, sync=config.sync
+        )
         controls = Controls(
             processor.compositor, pipeline, config, size=size, fps=fps, recording=recording
         )
