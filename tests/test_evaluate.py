@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -198,17 +200,65 @@ def test_replay_scores_what_a_viewer_sees_with_a_slow_model() -> None:
 
 def test_replay_schedules_the_model_as_the_live_pipeline_does() -> None:
     # A model faster than the camera (10 ms a mask, frames every 33 ms): as in vbg run, it runs
-    # once on each frame and then waits for the next, so each frame is shown with the mask of
-    # the frame before (the one finished when it arrives), never an older one.
+    # once on each frame and then waits for the next, so without sync each frame is shown with
+    # the mask of the frame before (the one finished when it arrives), never an older one.
     folder = fixture_path("video")
     processor = _processor(
         _VideoTruthSegmenter(folder), MaskOptions(smoothing=0.0, hysteresis=0.0, refine=False)
     )
-    result = evaluate(processor, folder, replay_fps=30, latency_ms=10)
+    result = evaluate(processor, folder, replay_fps=30, latency_ms=10, sync="off")
     rows = result["frames"]
     assert result["summary"]["masks"] == 24  # one run per frame, none twice on the same frame
     assert [row["id"] for row in rows] == [f"{i:05d}" for i in range(1, 24)]
     assert [row["mask_from"] for row in rows] == pytest.approx([i / 30 for i in range(23)])
+    replay = result["summary"]["replay"]
+    assert replay["sync"] == "off" and replay["frames_own_mask"] == replay["frames_held"] == 0
+
+
+def _replay(folder: Path, latency_ms: float, sync: str, **options: Any) -> dict[str, Any]:
+    processor = _processor(_VideoTruthSegmenter(folder), MaskOptions(**options))
+    return evaluate(processor, folder, replay_fps=30, latency_ms=latency_ms, sync=sync)
+
+
+def test_replay_with_sync_shows_each_frame_with_its_own_mask_when_the_model_keeps_up() -> None:
+    # 10 ms a mask at 30 fps: auto holds each frame until its mask is done (10 ms), so what is
+    # shown is what each frame's own mask gives, from the second frame on (auto does not hold
+    # a frame before the model's first mask has told how fast it is).
+    folder = fixture_path("video")
+    synced = _replay(folder, 10, "auto")
+    rows = synced["frames"]
+    assert [row["id"] for row in rows] == [f"{i:05d}" for i in range(1, 24)]
+    assert [row["mask_from"] for row in rows] == pytest.approx([i / 30 for i in range(1, 24)])
+    replay = synced["summary"]["replay"]
+    assert replay["frames_own_mask"] == replay["frames_held"] == 23
+    assert replay["held_ms_max"] == pytest.approx(10.0)
+    # The scores are those of each frame with its own mask, with the default mask filters too.
+    no_lag = evaluate(_processor(_VideoTruthSegmenter(folder), MaskOptions()), folder)["frames"]
+    filtered = _replay(folder, 10, "auto")["frames"]
+    assert [row["iou"] for row in filtered] == pytest.approx([row["iou"] for row in no_lag[1:]])
+    lagging = _replay(folder, 10, "off")["frames"]
+    assert statistics.fmean(row["iou"] for row in lagging) < statistics.fmean(
+        row["iou"] for row in filtered
+    )
+
+
+def test_replay_sync_auto_lets_go_when_the_model_falls_behind_and_on_holds_frames() -> None:
+    folder = fixture_path("video")
+    plain = {"smoothing": 0.0, "hysteresis": 0.0, "refine": False}
+    # 30 ms a mask leaves too little of the 33 ms frame interval: auto shows the newest mask
+    # (the frame before's) at once, as without sync; on holds each frame and gets its own.
+    auto = _replay(folder, 30, "auto", **plain)
+    assert auto["summary"]["replay"]["frames_held"] == 0
+    assert [row["mask_from"] for row in auto["frames"]] == pytest.approx(
+        [i / 30 for i in range(23)]
+    )
+    on = _replay(folder, 30, "on", **plain)
+    assert on["summary"]["replay"]["frames_own_mask"] == on["summary"]["frames"] == 24
+    # A model slower than the camera: on holds each frame one frame interval at most, and the
+    # mask never comes in time; the frames go out with the newest finished mask.
+    slow = _replay(folder, 45, "on", **plain)["summary"]["replay"]
+    assert slow["frames_own_mask"] == 0
+    assert slow["held_ms_max"] == pytest.approx(1000 / 30, abs=1e-3)
 
 
 def test_replay_options_that_do_not_apply_are_refused(

@@ -27,9 +27,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from vbg.errors import ConfigError, ModelError, SourceError
+from vbg.errors import ConfigError, SourceError
 from vbg.images import IMAGE_SUFFIXES, Frame, Mask, grey
 from vbg.mask_filters import FlowPropagator, Keyframe, flow_size, remap
+from vbg.pipeline import SyncPolicy
 from vbg.processor import FrameProcessor
 from vbg.sources.capture import VideoFileSource
 
@@ -225,6 +226,97 @@ def check_replay(
     return kind, samples
 
 
+class _ReplayedModel:
+    """``vbg run``'s model thread, replayed: a video's frames arrive as a camera's, ``fps`` a
+    second, and each model run takes ``latency`` seconds (0: as long as it really took). When it
+    is free, the model starts on the newest frame it has not seen yet, or waits for the next one,
+    as the live pipeline's model thread does; each run's time goes to ``policy`` when it ends, as
+    it does live, so that :meth:`SyncPolicy.wait_limit` holds frames as ``vbg run`` does."""
+
+    def __init__(
+        self, processor: FrameProcessor, fps: float, latency: float, policy: SyncPolicy
+    ) -> None:
+        self.processor = processor
+        self.fps = fps
+        self.latency = latency
+        self.policy = policy
+        self.keyframe: Keyframe | None = None  # the newest one finished
+        self.masks = 0  # runs that made a mask
+        self.seconds = 0.0  # their real time
+        self._frames: dict[int, Frame] = {}  # the frames the model may still start on
+        self._run: tuple[float, int, Keyframe | None, float] | None = None  # (done at, frame,
+        # its keyframe or None for no new mask, the run's time): the run going on
+        self._free_at = 0.0  # when the model ended its last run
+        self._last_start = -1  # the frame it last started on
+
+    def arrive(self, index: int, frame: Frame) -> None:
+        """Frame ``index`` (H x W x 3 uint8 BGR) arrives from the camera, at ``index / fps``."""
+        self._frames[index] = frame
+        self._frames.pop(index - RECENT_FRAMES, None)
+
+    def run_until(self, index: int, until: float) -> float | None:
+        """Let the model work until time ``until`` (seconds), with frames up to ``index`` arrived,
+        or until it is done with frame ``index``; returns when it was done with it (None: not
+        by ``until``)."""
+        while True:
+            run = self._run or self._start_next(index)
+            if run is None:
+                return None  # it waits for the next frame
+            done_at, frame, fresh, took = run
+            if done_at > until + 1e-9:
+                return None
+            self._run, self._free_at = None, done_at
+            if fresh is not None:
+                self.keyframe = fresh
+                self.policy.observe(took)
+            if frame == index:
+                return done_at
+
+    def _start_next(self, index: int) -> tuple[float, int, Keyframe | None, float] | None:
+        """Start a run on the newest frame the model has not seen, once it is free, and return
+        it; None when it has seen frame ``index``, the newest that has arrived."""
+        newest = min(index, int(self._free_at * self.fps + 1e-9))
+        start = max(newest, self._last_start + 1)  # a frame it has not seen, as live
+        if start > index:
+            return None
+        start_at = start / self.fps
+        started = time.perf_counter()
+        fresh = self.processor.keyframe(self._frames[start], start_at)
+        took = time.perf_counter() - started
+        if fresh is not None:
+            self.masks += 1
+            self.seconds += took
+        seconds = self.latency or took
+        self._run = (max(self._free_at, start_at) + seconds, start, fresh, seconds)
+        self._last_start = start
+        return self._run
+
+
+def _replay_frame(model: _ReplayedModel, index: int, frame: Frame) -> float | None:
+    """Frame ``index`` (H x W x 3 uint8 BGR) arrives, and is shown as ``vbg run``'s compositor
+    shows it: held until the model is done with it, within the sync policy's bound (see
+    :class:`vbg.pipeline.SyncPolicy`), then with the newest finished keyframe
+    (``model.keyframe``). Returns how long it was held (seconds; None: it was not held)."""
+    now = index / model.fps
+    model.arrive(index, frame)
+    if model.run_until(index, now) is not None:
+        return 0.0
+    limit = model.policy.wait_limit()
+    if limit <= 0:
+        return None
+    done_at = model.run_until(index, now + limit)
+    return limit if done_at is None else done_at - now
+
+
+def _timed_keyframe(
+    processor: FrameProcessor, frame: Frame, t: float
+) -> tuple[Keyframe | None, float]:
+    """The processor's keyframe for ``frame`` (H x W x 3 uint8 BGR) at ``t`` (None: no new mask)
+    and the seconds it took."""
+    started = time.perf_counter()
+    return processor.keyframe(frame, t), time.perf_counter() - started
+
+
 def evaluate(
     processor: FrameProcessor,
     folder: Path,
@@ -232,6 +324,7 @@ def evaluate(
     subset: str | None = None,
     replay_fps: float = 0.0,
     latency_ms: float = 0.0,
+    sync: str = "auto",
 ) -> dict[str, Any]:
     """Score the masks of ``processor`` (the frame path ``vbg run`` uses, with its mask filters)
     on a data folder; returns the summary and per-frame scores.
@@ -241,55 +334,42 @@ def evaluate(
     model that takes ``latency_ms`` (0: the model's measured time) per mask, scheduled as the live
     pipeline's model thread is: when it is done it starts on the newest frame, or waits for the
     next one if it has already seen the newest. Each frame is scored with the mask a viewer would
-    see with it then (the newest finished mask, moved along the optical flow when the options
-    say so). Frames before the first mask are not scored.
+    see with it then: with ``sync`` (``"auto"``, ``"on"``, ``"off"``, as ``vbg run``'s, see
+    :class:`vbg.pipeline.SyncPolicy`) held for its own mask within the bound, else the newest
+    finished mask, moved along the optical flow when the options say so. Frames before the first
+    mask are not scored.
 
     Raises :class:`ConfigError` for ``replay_fps`` on photos and ``latency_ms`` without it.
     """
     kind, samples = check_replay(folder, subset, replay_fps, latency_ms)
+    policy = SyncPolicy(sync, replay_fps or 1.0)
+    model = _ReplayedModel(processor, replay_fps, latency_ms / 1000.0, policy)
     rows: list[dict[str, Any]] = []
     previous: tuple[Mask, np.ndarray] | None = None
-    seconds = 0.0
+    seconds, masks = 0.0, 0  # the model's time and masks without a replay
     keyframe: Keyframe | None = None
-    pending: tuple[float, Keyframe] | None = None  # (ready at, keyframe) of the running model
-    model_free_at = 0.0
-    last_start = -1  # the frame the model last started on
-    masks = 0
+    held: list[float] = []  # replay: how long each held frame was held (s)
+    own = 0  # frames scored with their own mask
     flicker = FlickerMeter()
-    recent: dict[int, Frame] = {}  # the frames the model may still start on
     for index, sample in enumerate(samples):
         if kind != "video":  # every photo is a first frame
             processor = FrameProcessor(processor.segmenter, processor.compositor, processor.options)
-            keyframe, pending, model_free_at, last_start = None, None, 0.0, -1
+            keyframe = None
         frame = _read(sample.frame, cv2.IMREAD_COLOR)
         truth = _read(sample.mask, cv2.IMREAD_GRAYSCALE) > 127
         now = index / replay_fps if replay_fps else float(index)
-        recent[index] = frame
-        recent.pop(index - RECENT_FRAMES, None)
-        while True:  # the model: finish, and start again on the newest frame of that moment
-            if pending is None:
-                newest = min(index, int(model_free_at * replay_fps + 1e-9)) if replay_fps else index
-                start = max(newest, last_start + 1)  # a frame it has not seen, as live
-                if start > index:
-                    break  # it waits for the next frame from the camera
-                started = time.perf_counter()
-                start_at = start / replay_fps if replay_fps else now
-                fresh = processor.keyframe(recent[start], start_at)
-                took = time.perf_counter() - started
-                seconds += took
-                masks += 1
-                last_start = start
-                if fresh is None:
-                    raise ModelError(f"{processor.segmenter.name} made no mask for a frame.")
-                delay = (latency_ms / 1000.0 if latency_ms else took) if replay_fps else 0.0
-                pending = (max(model_free_at, start_at) + delay, fresh)
-            if pending[0] > now + 1e-9:
-                break
-            model_free_at, keyframe, pending = pending[0], pending[1], None
-            if not replay_fps:
-                break
+        if replay_fps:
+            wait = _replay_frame(model, index, frame)
+            keyframe = model.keyframe
+            if wait is not None:
+                held.append(wait)
+        else:
+            fresh, took = _timed_keyframe(processor, frame, now)
+            if fresh is not None:
+                keyframe, seconds, masks = fresh, seconds + took, masks + 1
         if keyframe is None:
             continue
+        own += keyframe.captured_at == now
         soft = processor.mask_for(keyframe, frame, now)
         if truth.shape != soft.shape:
             raise SourceError(f"'{sample.mask}' is not the size of its frame.")
@@ -302,6 +382,8 @@ def evaluate(
         if kind == "video":
             flicker.add(frame, soft)
         rows.append(row)
+    if replay_fps:
+        seconds, masks = model.seconds, model.masks
     ious = [row["iou"] for row in rows]
     summary: dict[str, Any] = {
         "model": processor.segmenter.name,
@@ -321,7 +403,14 @@ def evaluate(
         summary["flicker"] = flicker.mean
         summary["options"] = dataclasses.asdict(processor.options)
         if replay_fps:
-            summary["replay"] = {"fps": replay_fps, "latency_ms": latency_ms}
+            summary["replay"] = {
+                "fps": replay_fps,
+                "latency_ms": latency_ms,
+                "sync": sync,
+                "frames_own_mask": own,
+                "frames_held": len(held),
+                "held_ms_max": round(1000.0 * max(held, default=0.0), 3),
+            }
     return {"summary": summary, "frames": rows}
 
 
@@ -374,7 +463,9 @@ def format_summary(summary: dict[str, Any]) -> str:
     if "replay" in summary:
         replay = summary["replay"]
         lines.append(
-            f"  replayed at {replay['fps']:g} fps, model latency {replay['latency_ms']:g} ms"
+            f"  replayed at {replay['fps']:g} fps, model latency {replay['latency_ms']:g} ms, "
+            f"sync {replay['sync']}: {replay['frames_own_mask']} of {summary['frames']} frames "
+            f"with their own mask (held up to {replay['held_ms_max']:.1f} ms)"
         )
     lines.append(f"  {summary['ms_per_mask']:.1f} ms per mask (preprocessing, model, smoothing)")
     return "\n".join(lines)
