@@ -136,6 +136,9 @@ def test_bench_command_writes_every_part(
         assert run["masks"] >= 0 and run["masks_skipped"] >= 0
         assert {"latency_ms", "mask_age_ms", "cpu_percent", "peak_rss_mb"} <= set(run)
         assert run["dropped"]["sink"] == 0  # a sink that only counts keeps up
+        assert run["sync"] == "auto"  # as vbg run's default
+        assert 0 <= run["frames_own_mask"] <= run["frames_out"]
+        assert 0 <= run["frames_held"] <= run["frames_out"]
 
 
 def test_without_background_files_the_compositor_part_uses_a_frame_of_the_source() -> None:
@@ -191,6 +194,20 @@ def test_a_still_scene_reuses_the_mask(inputs: dict[str, Path], skip_still: bool
         assert figures.get("masks_skipped", 0) == 0 and figures["masks"] >= 10
     assert set(figures["timings"]["latency_sink"]) == {"p50_ms", "p95_ms"}
     assert set(figures["timings"]["mask_age"]) == {"p50_ms", "p95_ms"}
+
+
+@pytest.mark.parametrize("sync", ["on", "off"])
+def test_the_pipeline_part_holds_frames_as_sync_says(inputs: dict[str, Path], sync: str) -> None:
+    segmenter = _StandInSegmenter()
+    with ImageSource(inputs["still"], fps=30.0) as source:
+        figures = run_pipeline(source, segmenter, frames=20, sync=sync)
+    assert figures["frames_out"] == 20
+    if sync == "on":  # every frame is held (within the bound) for its own mask
+        assert figures["frames_held"] == 20 and set(figures["timings"]["sync_wait"]) == {
+            "p50_ms", "p95_ms"
+        }  # fmt: skip
+    else:  # none is: each goes out with the newest mask
+        assert figures.get("frames_held", 0) == 0 and "sync_wait" not in figures["timings"]
 
 
 def _live_pipeline(

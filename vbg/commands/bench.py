@@ -15,9 +15,10 @@ Three parts, printed as tables and written as JSON (``--json``):
 3. **Pipeline**: the source played as a paced 30 fps 1280x720 camera (a video file loops)
    through the normal source interface for N seconds per model, into a sink that only counts
    frames: frames out and masks made, output and mask rates, capture-to-write latency and mask
-   age (p50, p95), process CPU %, peak RSS, and the frames each queue dropped. With a still
-   picture, the same again with the picture as the camera, to show the work saved when nothing
-   moves.
+   age (p50, p95), process CPU %, peak RSS, and the frames each queue dropped; with sync as
+   ``vbg run``'s default (auto: each frame held for its own mask while the model keeps up), and
+   how many frames were shown with their own mask. With a still picture, the same again with
+   the picture as the camera, to show the work saved when nothing moves.
 """
 
 from __future__ import annotations
@@ -222,14 +223,22 @@ def live_processor(segmenter: Segmenter, *, skip_still: bool = True) -> FramePro
 
 
 def run_pipeline(
-    source: Source, segmenter: Segmenter, *, frames: int, skip_still: bool = True
+    source: Source,
+    segmenter: Segmenter,
+    *,
+    frames: int,
+    skip_still: bool = True,
+    sync: str = "auto",
 ) -> dict[str, Any]:
     """Run the live pipeline on ``source`` (:func:`live_processor`, into a :class:`TimingSink`)
     until ``frames`` frames are out or the source ends; return its Stats figures. ``skip_still``
-    False segments every frame, even one that barely changed. Does not close ``source``."""
+    False segments every frame, even one that barely changed; ``sync`` as ``vbg run --sync``.
+    Does not close ``source``."""
     stats = Stats()
     processor = live_processor(segmenter, skip_still=skip_still)
-    pipeline = Pipeline(source, processor, [TimingSink()], max_frames=frames, stats=stats)
+    pipeline = Pipeline(
+        source, processor, [TimingSink()], max_frames=frames, stats=stats, sync=sync
+    )
     pipeline.start()
     try:
         pipeline.wait(frames / source.fps + 60.0)
@@ -246,15 +255,21 @@ def bench_pipeline(
     device: str = "cpu",
     skip_still: bool = True,
     precision: str = "auto",
+    sync: str = "auto",
 ) -> dict[str, Any]:
     """Run the live pipeline for ``seconds`` on ``source`` (a camera index, or a video or picture
-    file) played as a paced 30 fps 1280x720 camera, a video looping; return its figures."""
+    file) played as a paced 30 fps 1280x720 camera, a video looping; return its figures.
+    ``sync``: as ``vbg run --sync`` (auto, its default)."""
     segmenter, real = bench_segmenter(name, device, precision)
     width, height, fps = CAMERA
     with open_source(source, width=width, height=height, fps=fps, loop=True) as camera:
         scene = "still" if isinstance(camera, ImageSource) else "moving"
         figures = run_pipeline(
-            camera, segmenter, frames=max(1, round(fps * seconds)), skip_still=skip_still
+            camera,
+            segmenter,
+            frames=max(1, round(fps * seconds)),
+            skip_still=skip_still,
+            sync=sync,
         )
         description = camera.description
     return {
@@ -263,7 +278,10 @@ def bench_pipeline(
         "weights": "real" if real else "untrained",
         "source": description,
         "scene": scene,
+        "sync": sync,
         "frames_out": figures["frames_out"],
+        "frames_own_mask": figures.get("frames_own_mask", 0),
+        "frames_held": figures.get("frames_held", 0),
         "masks": figures["masks"],
         "masks_skipped": figures.get("masks_skipped", 0),
         "seconds": figures["duration_s"],
@@ -271,6 +289,7 @@ def bench_pipeline(
         "mask_fps": figures["mask_fps"],
         "latency_ms": figures["timings"].get("latency_sink", {}),
         "mask_age_ms": figures["timings"].get("mask_age", {}),
+        "held_ms": figures["timings"].get("sync_wait", {}),
         "cpu_percent": figures["cpu_percent"],
         "peak_rss_mb": figures["peak_rss_mb"],
         "dropped": {**figures["dropped"], "frames_skipped": figures.get("frames_skipped", 0)},
@@ -305,11 +324,13 @@ def run_bench(
     pipeline_models: Sequence[str] | None = None,
     skip_still: bool = True,
     precision: str = "auto",
+    sync: str = "auto",
 ) -> dict[str, Any]:
     """All three parts. ``source``: a camera index or a video file; ``still``: a picture for a
     second pipeline run per model; ``background_image`` / ``background_video``: what the
     compositor part times as those backgrounds (a picture made of the source's first frame, and
-    no video, without them). The pipeline part runs its models on the first of ``devices``.
+    no video, without them). The pipeline part runs its models on the first of ``devices``, with
+    ``sync`` as ``vbg run --sync``.
     Every input is opened before anything is timed, so a bad one fails at once."""
     _check_file(still, SourceError, "Still picture", "--still")
     _check_file(background_image, BackgroundError, "Background picture", "--background-image")
@@ -347,6 +368,7 @@ def run_bench(
                     device=devices[0],
                     skip_still=skip_still,
                     precision=precision,
+                    sync=sync,
                 )
             )
     return result
@@ -382,7 +404,8 @@ def format_bench(result: dict[str, Any]) -> str:
             f"{row['masks']:>5} masks {row['mask_fps']:5.1f}/s  latency p50 "
             f"{latency.get('p50_ms', 0):6.1f} p95 "
             f"{latency.get('p95_ms', 0):6.1f} ms  mask age p50 {age.get('p50_ms', 0):7.1f} p95 "
-            f"{age.get('p95_ms', 0):7.1f} ms  CPU {row['cpu_percent']:5.1f}%  RSS "
+            f"{age.get('p95_ms', 0):7.1f} ms  sync {row['sync']}: own mask "
+            f"{row['frames_own_mask']}/{row['frames_out']}  CPU {row['cpu_percent']:5.1f}%  RSS "
             f"{row['peak_rss_mb']:.0f} MiB  still frames not segmented {row['masks_skipped']}  "
             f"dropped {row['dropped']}"
         )
