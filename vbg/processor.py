@@ -60,6 +60,14 @@ class FrameProcessor:
         self._mask: Mask | None = None  # the last full-size mask, for frames shown again
         self._keyframe: Keyframe | None = None  # the last keyframe made
 
+    def reset(self) -> None:
+        """Start a new stream (the next photo, another clip): the segmenter and the filters
+        forget the frames before."""
+        self.segmenter.reset()
+        self._path = MaskPath(self.options)
+        self._mask = None
+        self._keyframe = None
+
     # -- the model's half --------------------------------------------------------------------
 
     def keyframe(self, frame: Frame, t: float) -> Keyframe | None:

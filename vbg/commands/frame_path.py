@@ -9,7 +9,9 @@ from vbg.compositing.backgrounds import open_background
 from vbg.compositing.compositor import Compositor
 from vbg.config import RunConfig
 from vbg.processor import FrameProcessor
+from vbg.segmentation.crop import TrackingCrop
 from vbg.segmentation.fallback import FallbackSegmenter
+from vbg.segmentation.models import model_info
 from vbg.segmentation.segmenter import Segmenter, load_segmenter, share_cores
 from vbg.segmentation.still import StillSceneGate
 
@@ -26,11 +28,20 @@ def load_model(config: RunConfig, *, device: str | None = None) -> Segmenter:
     )
 
 
+def with_crop(segmenter: Segmenter, config: RunConfig) -> Segmenter:
+    """``segmenter`` behind a tracking crop when the config's ``crop`` asks for one (auto: for
+    the models where it was measured to pay, see :attr:`ModelInfo.crop`)."""
+    if config.crop == "on" or (config.crop == "auto" and model_info(config.model).crop):
+        return TrackingCrop(segmenter)
+    return segmenter
+
+
 def live_segmenter(
     segmenter: Segmenter,
     *,
     skip_still: bool,
     on_cpu: Callable[[], Segmenter] | None = None,
+    crop: RunConfig | None = None,
 ) -> Segmenter:
     """``segmenter`` with what a live run puts around it: a model on the CPU leaves a core for
     the other stages (:func:`share_cores`), ``on_cpu`` (when given) builds the same model on the
@@ -39,6 +50,8 @@ def live_segmenter(
         share_cores()
     if on_cpu is not None:
         segmenter = FallbackSegmenter(segmenter, on_cpu)
+    if crop is not None:
+        segmenter = with_crop(segmenter, crop)
     return StillSceneGate(segmenter) if skip_still else segmenter
 
 
@@ -61,6 +74,10 @@ def make_processor(config: RunConfig, *, live: bool) -> FrameProcessor:
             share_cores()
             return load_model(config, device="cpu")
 
-        segmenter = live_segmenter(segmenter, skip_still=config.skip_still, on_cpu=on_cpu)
+        segmenter = live_segmenter(
+            segmenter, skip_still=config.skip_still, on_cpu=on_cpu, crop=config
+        )
+    else:
+        segmenter = with_crop(segmenter, config)
     compositor = Compositor(background, mirror=config.mirror, light_wrap=config.light_wrap)
     return FrameProcessor(segmenter, compositor, config.mask_options)

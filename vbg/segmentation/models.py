@@ -58,6 +58,7 @@ class ModelInfo:
     input_size: tuple[int, int] = (0, 0)  # mediapipe: the fixed (width, height) of the input
     file: str = ""  # mediapipe: the .tflite file name
     sha256: str = ""  # mediapipe: the file's checksum
+    crop: bool = False  # the tracking crop is on by default ("crop = auto"): measured to pay
 
     @property
     def weights(self) -> WeightsEnum:
@@ -100,6 +101,7 @@ MODELS: dict[str, ModelInfo] = {
             input_size=(256, 256),
             file="selfie_segmentation.tflite",
             sha256="9ee168ec7c8f2a16c56fe8e1cfbc514974cbbb7e434051b455635f1bd1462f5c",
+            crop=True,
         ),
         ModelInfo(
             "mediapipe_selfie_landscape",
@@ -108,6 +110,7 @@ MODELS: dict[str, ModelInfo] = {
             input_size=(256, 144),
             file="selfie_segmentation_landscape.tflite",
             sha256="a77d03f4659b9f6b6c1f5106947bf40e99d7655094b6527f214ea7d451106edd",
+            crop=True,
         ),
     )
 }

@@ -120,6 +120,11 @@ class Segmenter(abc.ABC):
         or None (see the class docstring).
         """
 
+    def reset(self) -> None:
+        """Forget what earlier frames showed: the next frame starts a new stream (a photo, a new
+        clip). A segmenter that keeps nothing between frames has nothing to do."""
+        return None
+
     def segment(self, frame: Frame) -> Mask:
         """Person probability at frame size: frame H x W x 3 uint8 BGR -> H x W float32."""
         height, width = frame.shape[:2]
@@ -157,6 +162,9 @@ class SegmenterWrapper(Segmenter):
 
     def predict(self, frame: Frame) -> Mask | None:
         return self.inner.predict(frame)
+
+    def reset(self) -> None:
+        self.inner.reset()
 
 
 def share_cores() -> int:
@@ -262,19 +270,19 @@ class MediaPipeSegmenter(Segmenter):
         model = model.to(memory_format=torch.channels_last).eval()  # type: ignore[call-overload]
         example = torch.zeros(1, 3, size[1], size[0], device=device, dtype=self.dtype)
         self.model = _freeze(model, example)
-        self._warps: dict[tuple[int, int], np.ndarray] = {}
+        self._warp_for: tuple[tuple[int, int], np.ndarray] | None = None  # the last frame size's
 
     def input_size(self, width: int, height: int) -> tuple[int, int]:
         return self.size
 
     def _warp(self, width: int, height: int) -> np.ndarray:
-        if (width, height) not in self._warps:
+        # Kept for the last frame size only: a tracking crop sends cuts of every size.
+        if self._warp_for is None or self._warp_for[0] != (width, height):
             w, h = self.size
             corners = np.array([[0, 0], [width, 0], [0, height]], np.float32)
-            self._warps[(width, height)] = cv2.getAffineTransform(
-                corners, np.array([[0, 0], [w, 0], [0, h]], np.float32)
-            )
-        return self._warps[(width, height)]
+            warp = cv2.getAffineTransform(corners, np.array([[0, 0], [w, 0], [0, h]], np.float32))
+            self._warp_for = ((width, height), warp)
+        return self._warp_for[1]
 
     @torch.inference_mode()
     def predict(self, frame: Frame) -> Mask:

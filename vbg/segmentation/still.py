@@ -51,6 +51,10 @@ class StillSceneGate(SegmenterWrapper):
         self._last = (now, tiny)
         return False
 
+    def reset(self) -> None:
+        self._last = None
+        super().reset()
+
     def predict(self, frame: Frame) -> Mask | None:
         if self.still(frame):
             self.skipped += 1
