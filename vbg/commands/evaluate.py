@@ -226,6 +226,17 @@ def check_replay(
     return kind, samples
 
 
+@dataclasses.dataclass(frozen=True)
+class _Run:
+    """One run of the replayed model: on frame ``frame``, done at ``done_at`` (seconds of the
+    replayed camera) after ``seconds``, with a new ``keyframe`` or None (no new mask)."""
+
+    done_at: float
+    frame: int
+    keyframe: Keyframe | None
+    seconds: float
+
+
 class _ReplayedModel:
     """``vbg run``'s model thread, replayed: a video's frames arrive as a camera's, ``fps`` a
     second, and each model run takes ``latency`` seconds (0: as long as it really took). When it
@@ -244,8 +255,7 @@ class _ReplayedModel:
         self.masks = 0  # runs that made a mask
         self.seconds = 0.0  # their real time
         self._frames: dict[int, Frame] = {}  # the frames the model may still start on
-        self._run: tuple[float, int, Keyframe | None, float] | None = None  # (done at, frame,
-        # its keyframe or None for no new mask, the run's time): the run going on
+        self._run: _Run | None = None  # the run going on
         self._free_at = 0.0  # when the model ended its last run
         self._last_start = -1  # the frame it last started on
 
@@ -262,17 +272,16 @@ class _ReplayedModel:
             run = self._run or self._start_next(index)
             if run is None:
                 return None  # it waits for the next frame
-            done_at, frame, fresh, took = run
-            if done_at > until + 1e-9:
+            if run.done_at > until + 1e-9:
                 return None
-            self._run, self._free_at = None, done_at
-            if fresh is not None:
-                self.keyframe = fresh
-                self.policy.observe(took)
-            if frame == index:
-                return done_at
+            self._run, self._free_at = None, run.done_at
+            if run.keyframe is not None:
+                self.keyframe = run.keyframe
+                self.policy.observe(run.seconds)
+            if run.frame == index:
+                return run.done_at
 
-    def _start_next(self, index: int) -> tuple[float, int, Keyframe | None, float] | None:
+    def _start_next(self, index: int) -> _Run | None:
         """Start a run on the newest frame the model has not seen, once it is free, and return
         it; None when it has seen frame ``index``, the newest that has arrived."""
         newest = min(index, int(self._free_at * self.fps + 1e-9))
@@ -287,7 +296,7 @@ class _ReplayedModel:
             self.masks += 1
             self.seconds += took
         seconds = self.latency or took
-        self._run = (max(self._free_at, start_at) + seconds, start, fresh, seconds)
+        self._run = _Run(max(self._free_at, start_at) + seconds, start, fresh, seconds)
         self._last_start = start
         return self._run
 
@@ -299,12 +308,12 @@ def _replay_frame(model: _ReplayedModel, index: int, frame: Frame) -> float | No
     (``model.keyframe``). Returns how long it was held (seconds; None: it was not held)."""
     now = index / model.fps
     model.arrive(index, frame)
-    if model.run_until(index, now) is not None:
-        return 0.0
+    done_at = model.run_until(index, now)  # the runs that ended before it came
     limit = model.policy.wait_limit()
     if limit <= 0:
         return None
-    done_at = model.run_until(index, now + limit)
+    if done_at is None:
+        done_at = model.run_until(index, now + limit)
     return limit if done_at is None else done_at - now
 
 
