@@ -40,6 +40,7 @@ class RunConfig:
     hysteresis: float = MaskOptions.hysteresis  # near 0.5, hold until the mask moves this much
     propagate: bool = MaskOptions.propagate  # move the mask along the flow between results
     refine: bool = MaskOptions.refine  # guided upsampling: edges follow the frame's edges
+    edge_contrast: float = MaskOptions.edge_contrast  # a steeper edge, no glow of the room
     feather: float = MaskOptions.feather  # soften the mask edge (Gaussian sigma, pixels)
     skip_still: bool = True  # reuse the mask while the picture does not change (less CPU)
     blur_weighted: bool = True  # blur backgrounds without the person's colours (no halo)
@@ -63,6 +64,7 @@ class RunConfig:
             hysteresis=self.hysteresis,
             propagate=self.propagate,
             refine=self.refine,
+            edge_contrast=self.edge_contrast,
             feather=self.feather,
         )
 
@@ -144,6 +146,8 @@ def _check_ranges(config: RunConfig, origin: str) -> None:
         fail("mask_smoothing", "must be at least 0 and below 1")
     if not 0.0 <= config.hysteresis < 0.5:
         fail("hysteresis", "must be at least 0 and below 0.5")
+    if not 1.0 <= config.edge_contrast <= 10.0:
+        fail("edge_contrast", "must be between 1 and 10")
     if not 0.0 <= config.feather <= 50.0:
         fail("feather", "must be between 0 and 50 pixels")
     if not 0.0 <= config.light_wrap <= 1.0:

@@ -76,6 +76,10 @@ def _add_mask_flags(parser: argparse.ArgumentParser) -> None:
         "--refine", action=argparse.BooleanOptionalAction,
         help="guided upsampling so edges follow the frame; on",
     )  # fmt: skip
+    parser.add_argument(
+        "--edge-contrast", type=float,
+        help="with --refine, make the soft edge this many times narrower (1-10; 1: the model's); 3",
+    )  # fmt: skip
     parser.add_argument("--feather", type=float, help="soften the edge by this many pixels; 0")
 
 
