@@ -8,7 +8,8 @@ data (benchmarks/common.py), with the MediaPipe models (their real weights: vbg 
    until the next result vs moved along the optical flow (IoU of what a viewer sees);
 3. edges: bilinear vs guided upsampling (boundary F) on coco128_person prominent and parkour;
 4. halo: colour difference just outside the person between the blurred output and a blur of the
-   true room alone, plain Gaussian blur of the whole frame vs vbg's mask-weighted blur.
+   true room alone, plain Gaussian blur of the whole frame vs vbg's mask-weighted blur; and on
+   a green background, its glow and spill (benchmarks/halo.py, which also does pictures).
 
     python benchmarks/mask_quality.py [--data DIR] [--json out.json]
 """
@@ -24,10 +25,12 @@ from typing import Any
 import cv2
 import numpy as np
 from common import Data, evaluate_with, parse_args
+from halo import GREEN, band, masks
+from halo import measure as measure_halo
 
 from vbg.commands.evaluate import iou, load_samples
 from vbg.compositing.backgrounds import BlurBackground
-from vbg.mask_filters import MaskOptions, MaskRefiner
+from vbg.mask_filters import MaskOptions
 from vbg.segmentation.segmenter import Segmenter, load_segmenter
 
 RAW = MaskOptions(smoothing=0.0, hysteresis=0.0, propagate=False, refine=False)
@@ -46,25 +49,22 @@ def _row(label: str, summary: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def halo(model: str, coco: Path) -> dict[str, float]:
-    """Mean colour difference (sum over B, G, R) in a band 1-15 px outside the true person."""
-    segmenter = load_segmenter(model, weights=None, device="cpu")
-    refiner = MaskRefiner()
+def blur_halo(segmenter: Segmenter, coco: Path) -> dict[str, float]:
+    """Mean colour difference (mean over B, G, R) in the band 1-15 px outside the true person
+    (halo.py's band) between the blurred output, with vbg's mask, and a blur of the true room
+    alone, for a plain Gaussian blur of the whole frame and for vbg's mask-weighted blur."""
     plain_d, weighted_d = [], []
-    for sample in load_samples(coco, "prominent")[1]:
-        frame = cv2.imread(str(sample.frame))
-        truth = cv2.imread(str(sample.mask), cv2.IMREAD_GRAYSCALE) > 127
-        mask = refiner.refine(segmenter.predict(frame), frame)
+    for _, frame, truth, mask in masks(segmenter, VBG, coco, "prominent"):
         room = (~truth).astype(np.float32)
         spread = cv2.GaussianBlur(frame.astype(np.float32) * room[..., None], (0, 0), 21)
         reference = spread / np.maximum(cv2.GaussianBlur(room, (0, 0), 21), 1e-6)[..., None]
-        band = (cv2.dilate(truth.astype(np.uint8), np.ones((31, 31), np.uint8)) > 0) & ~truth
-        if band.sum() == 0:
+        where = band(truth)
+        if where.sum() == 0:
             continue
         for weighted, out in ((False, plain_d), (True, weighted_d)):
             blurred = BlurBackground(weighted=weighted).render(frame, 0.0, mask)
             assert blurred is not None
-            out.append(float(np.abs(blurred[band].astype(float) - reference[band]).sum(1).mean()))
+            out.append(float(np.abs(blurred[where].astype(float) - reference[where]).mean()))
     return {"plain_blur": statistics.fmean(plain_d), "mask_weighted": statistics.fmean(weighted_d)}
 
 
@@ -129,10 +129,13 @@ def measure(model: str, data: Data) -> dict[str, Any]:
         for label, options in (("bilinear", bilinear), ("guided", VBG)):
             summary = evaluate_with(segmenter, options, folder, subset=subset)["summary"]
             rows.append(_row(f"{name} edges {label}", summary))
-    figures = halo(model, coco)
-    print(f"  halo (coco128_person prominent): plain blur {figures['plain_blur']:.2f}, "
+    figures = blur_halo(segmenter, coco)
+    print(f"  blur halo (coco128_person prominent): plain blur {figures['plain_blur']:.2f}, "
           f"mask-weighted {figures['mask_weighted']:.2f}")  # fmt: skip
-    return {"rows": rows, "halo": figures}
+    glow = measure_halo(segmenter, VBG, coco, [GREEN], "prominent")[GREEN]
+    print(f"  halo on green (coco128_person prominent): glow {glow['glow']:.2f}, "
+          f"spill {glow['spill']:.2f} (python benchmarks/halo.py for more)")  # fmt: skip
+    return {"rows": rows, "halo": figures, "halo_green": glow}
 
 
 if __name__ == "__main__":
