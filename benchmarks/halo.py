@@ -17,17 +17,18 @@ does. Runs on the test data (benchmarks/common.py) with the MediaPipe models (th
 weights: vbg models fetch)::
 
     python benchmarks/halo.py [--data DIR] [--models M ...] [--backgrounds SPEC ...]
-                              [--edge-contrast K ...] [--json F]
+                              [--edge-contrast K ...] [--crop auto|on|off ...] [--json F]
 
 A background SPEC is as ``--background`` takes it (``color:#00B140``, a picture's path); the
 default is green and the test data's picture (benchmarks/common.py). Each edge contrast K is
 measured as ``--edge-contrast K`` sets it: by default 1 (the model's own soft edge, vbg before
-the steeper edge) and vbg's default.
+the steeper edge) and vbg's default; each ``--crop`` likewise (by default vbg's, auto).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 from collections.abc import Iterator, Sequence
@@ -40,8 +41,10 @@ import numpy as np
 from common import parse_args
 
 from vbg.commands.evaluate import load_samples
+from vbg.commands.frame_path import with_crop
 from vbg.compositing.backgrounds import PassThrough, open_background
 from vbg.compositing.compositor import Compositor, composite
+from vbg.config import MODES, RunConfig
 from vbg.images import Frame, Mask
 from vbg.mask_filters import EDGE_CONTRAST, MaskOptions
 from vbg.processor import FrameProcessor
@@ -90,10 +93,10 @@ def masks(
     folder, through vbg's frame path with the mask filters ``options`` (photos each a first
     frame, video frames in order)."""
     kind, samples = load_samples(folder, subset)
-    processor = None
+    processor = FrameProcessor(segmenter, Compositor(PassThrough()), options)
     for index, sample in enumerate(samples):
-        if processor is None or kind != "video":
-            processor = FrameProcessor(segmenter, Compositor(PassThrough()), options)
+        if kind != "video":
+            processor.reset()
         frame = cv2.imread(str(sample.frame), cv2.IMREAD_COLOR)
         truth = cv2.imread(str(sample.mask), cv2.IMREAD_GRAYSCALE) > 127
         t = index / FPS
@@ -148,28 +151,32 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--edge-contrast", nargs="*", type=float, default=[1.0, EDGE_CONTRAST],
         help=f"the edge contrasts to compare; 1 (the model's edge) and {EDGE_CONTRAST} (vbg's)",
     )  # fmt: skip
+    parser.add_argument(
+        "--crop", nargs="*", choices=MODES, default=["auto"],
+        help="the crop settings to compare (as --crop); auto (vbg's)",
+    )  # fmt: skip
     parser.add_argument("--json", type=Path)
     args, data = parse_args(parser, argv)
     backgrounds = args.backgrounds or [GREEN, str(data.background_image)]
     sets = ((data.parkour, None), (data.coco, "prominent"))
     results: list[dict[str, Any]] = []
-    for model in args.models:
-        segmenter = load_segmenter(model, weights=None, device="cpu")
-        for folder, subset in sets:
+    for model, crop in itertools.product(args.models, args.crop):
+        segmenter = with_crop(load_segmenter(model, weights=None, device="cpu"),
+                              RunConfig(model=model, crop=crop))  # fmt: skip
+        for (folder, subset), contrast in itertools.product(sets, args.edge_contrast):
             name = folder.name + (f" ({subset})" if subset else "")
-            for contrast in args.edge_contrast:
-                options = MaskOptions(edge_contrast=contrast)
-                figures = measure(segmenter, options, folder, backgrounds, subset)
-                for spec, row in figures.items():
-                    shown = spec if spec.startswith("color:") else Path(spec).name
-                    print(
-                        f"{model:<27} {name:<27} {shown:<14} edge {contrast:<4g} "
-                        f"glow {row['glow']:5.2f}  spill {row['spill']:5.2f}  "
-                        f"total {row['total']:5.2f}",
-                        flush=True,
-                    )
-                    results.append({"model": model, "data": name, "background": spec,
-                                    "edge_contrast": contrast, **row})  # fmt: skip
+            options = MaskOptions(edge_contrast=contrast)
+            figures = measure(segmenter, options, folder, backgrounds, subset)
+            for spec, row in figures.items():
+                shown = spec if spec.startswith("color:") else Path(spec).name
+                print(
+                    f"{model:<27} crop {crop:<4} {name:<27} {shown:<14} edge {contrast:<4g} "
+                    f"glow {row['glow']:5.2f}  spill {row['spill']:5.2f}  "
+                    f"total {row['total']:5.2f}",
+                    flush=True,
+                )
+                results.append({"model": model, "crop": crop, "data": name, "background": spec,
+                                "edge_contrast": contrast, **row})  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
 
