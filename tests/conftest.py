@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -201,3 +203,25 @@ class StandInCamera:
 def stand_in_camera() -> type[StandInCamera]:
     StandInCamera.instances.clear()
     return StandInCamera
+
+
+MEDIAPIPE = ("mediapipe_selfie", "mediapipe_selfie_landscape")
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Both MediaPipe models, fetched with the real command into a fresh cache folder."""
+    cache = tmp_path_factory.mktemp("vbg-cache")
+    env = {**os.environ, "VBG_CACHE_DIR": str(cache)}
+    result = subprocess.run(
+        [sys.executable, "-m", "vbg", "models", "fetch", *MEDIAPIPE],
+        capture_output=True, text=True, timeout=900, env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    previous = os.environ.get("VBG_CACHE_DIR")
+    os.environ["VBG_CACHE_DIR"] = str(cache)
+    yield cache
+    if previous is None:
+        del os.environ["VBG_CACHE_DIR"]
+    else:
+        os.environ["VBG_CACHE_DIR"] = previous

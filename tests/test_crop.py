@@ -8,14 +8,19 @@ model, it draws a small person coarsely and a zoomed-in one finely.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
 import torch
 
-from conftest import fixture_path
-from vbg.commands.frame_path import with_crop
-from vbg.config import config_from_mapping
+from conftest import MEDIAPIPE, fixture_path
+from vbg.commands.frame_path import load_model, with_crop
+from vbg.compositing.backgrounds import ColorBackground
+from vbg.compositing.compositor import Compositor
+from vbg.config import RunConfig, config_from_mapping
+from vbg.processor import FrameProcessor
 from vbg.segmentation.crop import RESCAN, Box, TrackingCrop, cut_around, people_box
 from vbg.segmentation.segmenter import Segmenter
 
@@ -53,11 +58,13 @@ def _cut_out(stem: str) -> tuple[np.ndarray, np.ndarray]:
     return image[box], mask[box] > 127
 
 
-def scene(people: list[tuple[str, int, int, float]]) -> tuple[np.ndarray, np.ndarray]:
-    """A green 1280x720 frame with each (photo stem, left, top, scale) person pasted in, and its
-    true mask (H x W bool)."""
+def scene(
+    people: list[tuple[str, int, int, float]], room: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """A 1280x720 frame of green (or of ``room``) with each (photo stem, left, top, scale)
+    person pasted in, and its true mask (H x W bool)."""
     frame = np.empty((FRAME[1], FRAME[0], 3), np.uint8)
-    frame[:] = GREEN
+    frame[:] = GREEN if room is None else cv2.resize(room, FRAME, interpolation=cv2.INTER_CUBIC)
     truth = np.zeros(frame.shape[:2], bool)
     for stem, left, top, scale in people:
         image, mask = _cut_out(stem)
@@ -83,6 +90,36 @@ def test_a_small_person_is_drawn_far_better_when_the_model_looks_at_them() -> No
     cropped = TrackingCrop(GreenKey()).segment(frame)  # a photo: the whole frame, then the cut
     # At most half the outline error of the whole frame's mask.
     assert 1.0 - iou(cropped, truth) < 0.5 * (1.0 - iou(whole, truth))
+
+
+@pytest.mark.parametrize("name", MEDIAPIPE)
+def test_the_real_models_draw_people_in_a_room_better_with_the_crop(
+    model_cache: Path, name: str
+) -> None:
+    """MediaPipe's models, as vbg process runs them on a photo, on 12 scenes: each fixture
+    person at a fifth or half of the frame's height in front of each fixture room. The crop
+    is not better on every scene (the zoomed model sees other details: one or two of them
+    lose up to 0.13), but it is on the whole."""
+    rooms = [
+        cv2.imread(str(fixture_path("backgrounds", name)))
+        for name in ("saxon-switzerland-539418_1280.jpg", "architecture-5082700_1280.jpg")
+    ]
+    config = RunConfig(model=name)
+    model = load_model(config)  # one model for both: it is warmed up once
+    processors = {
+        "off": FrameProcessor(model, Compositor(ColorBackground((0, 177, 64)))),
+        "auto": FrameProcessor(with_crop(model, config), Compositor(ColorBackground((0, 177, 64)))),
+    }
+    scores: dict[str, list[float]] = {mode: [] for mode in processors}
+    for stem in ("woman_porch", "doctor_saxon", "girl_shibuya"):
+        for scale, left, top in ((1.5, 200, 400), (2.5, 700, 200)):
+            for room in rooms:
+                frame, truth = scene([(stem, left, top, scale)], room)
+                for mode, processor in processors.items():
+                    processor.reset()  # a photo: a new stream
+                    scores[mode].append(iou(processor.process(frame, 0.0).mask, truth))
+    # Measured: 0.72 -> 0.77 (mediapipe_selfie), 0.78 -> 0.82 (landscape).
+    assert np.mean(scores["auto"]) > np.mean(scores["off"]) + 0.03
 
 
 def test_a_person_who_fills_the_frame_is_not_drawn_worse() -> None:

@@ -4,13 +4,10 @@ tools/make_parity_fixtures.py from photos of the full data set in ../shared/data
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -18,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import MemorySink, data_path, decode_video, fixture_path
+from conftest import MEDIAPIPE, MemorySink, data_path, decode_video, fixture_path
 from vbg.commands.frame_path import make_processor
 from vbg.config import RunConfig
 from vbg.errors import ModelError, SourceError
@@ -31,7 +28,6 @@ from vbg.sources.capture import Source, VideoFileSource
 from vbg.stats import Stats
 
 FIXTURES = Path(__file__).parent / "fixtures" / "mediapipe"
-MEDIAPIPE = ("mediapipe_selfie", "mediapipe_selfie_landscape")
 PHOTOS = {
     "skimage_astronaut": "images/skimage_astronaut.png",
     "volcomix_doctor-5871743_640": "images/volcomix_doctor-5871743_640.jpg",
@@ -39,25 +35,6 @@ PHOTOS = {
     "000000000110": "images_gt/coco128_person/images/000000000110.jpg",
     "000000000436": "images_gt/coco128_person/images/000000000436.jpg",
 }
-
-
-@pytest.fixture(scope="session")
-def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Both MediaPipe models, fetched with the real command into a fresh cache folder."""
-    cache = tmp_path_factory.mktemp("vbg-cache")
-    env = {**os.environ, "VBG_CACHE_DIR": str(cache)}
-    result = subprocess.run(
-        [sys.executable, "-m", "vbg", "models", "fetch", *MEDIAPIPE],
-        capture_output=True, text=True, timeout=900, env=env,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    previous = os.environ.get("VBG_CACHE_DIR")
-    os.environ["VBG_CACHE_DIR"] = str(cache)
-    yield cache
-    if previous is None:
-        del os.environ["VBG_CACHE_DIR"]
-    else:
-        os.environ["VBG_CACHE_DIR"] = previous
 
 
 def test_fetch_puts_checked_files_in_the_cache(model_cache: Path) -> None:

@@ -39,6 +39,7 @@ CANVAS_SIDE = 320  # the long side of the frame-aligned mask the cut is put back
 FOUND = 0.002  # a person is found when at least this share of the canvas is person
 PART = 0.1  # parts of the mask smaller than this share of the largest are left out of the box
 KEEP = 0.75  # the cut is kept while the box it would get covers this much of its area or more
+SHRINK_AFTER = 8  # ... or less, but for fewer masks in a row than this
 ZOOM = 0.8  # a first frame is segmented again only when the cut is at most this share of it
 
 
@@ -81,10 +82,12 @@ class Box:
         return x0, y0, int(np.ceil(self.right - 1e-6)), int(np.ceil(self.bottom - 1e-6))
 
 
-def people_box(mask: Mask, frame_size: tuple[int, int], part: float = PART) -> Box | None:
+def people_box(
+    mask: Mask, frame_size: tuple[int, int], part: float = PART, least: float = 0.0
+) -> Box | None:
     """The box (frame pixels) around the parts of ``mask`` (a frame-aligned h x w float32) that
-    are person, leaving out specks (parts smaller than ``part`` of the largest); None when
-    less than :data:`FOUND` of the mask is person."""
+    are person, leaving out specks: parts smaller than ``part`` of the largest or than ``least``
+    mask pixels. None when less than :data:`FOUND` of the mask is person, or no part is left."""
     height, width = mask.shape
     person = (mask > 0.5).astype(np.uint8)
     count, _, stats, _ = cv2.connectedComponentsWithStats(person, connectivity=8)
@@ -93,7 +96,9 @@ def people_box(mask: Mask, frame_size: tuple[int, int], part: float = PART) -> B
     areas = stats[1:, cv2.CC_STAT_AREA]
     if areas.sum() < FOUND * height * width:
         return None
-    keep = stats[1:][areas >= part * areas.max()]
+    keep = stats[1:][areas >= max(part * areas.max(), least)]
+    if len(keep) == 0:
+        return None
     x0 = keep[:, cv2.CC_STAT_LEFT].min()
     y0 = keep[:, cv2.CC_STAT_TOP].min()
     x1 = (keep[:, cv2.CC_STAT_LEFT] + keep[:, cv2.CC_STAT_WIDTH]).max()
@@ -154,6 +159,7 @@ class TrackingCrop(SegmenterWrapper):
         self.canvas_side = canvas_side
         self.cut: Box | None = None
         self._people: Box | None = None  # the people's box in the last mask
+        self._small_for = 0  # masks in a row whose people would fit a much smaller cut
         self.runs = 0
         self.rescans = 0
         self._since_rescan = 0
@@ -175,6 +181,7 @@ class TrackingCrop(SegmenterWrapper):
         self.cut = None
         self._people = None
         self._since_rescan = 0
+        self._small_for = 0
 
     def predict(self, frame: Frame) -> Mask | None:
         height, width = frame.shape[:2]
@@ -198,10 +205,7 @@ class TrackingCrop(SegmenterWrapper):
         if self.rescan and self._since_rescan >= self.rescan:
             self._since_rescan = 0
             self.rescans += 1
-            found = people_box(self._segment(frame, whole), size)
-            if found is not None:
-                self._people = found if self._people is None else found.union(self._people)
-                self.cut = self._cut(self._people)
+            self._rescan(self._segment(frame, whole))
             return None  # that mask is the whole frame's, coarser: the last one moves on
         return self._track(frame, self._segment(frame, self.cut))
 
@@ -220,17 +224,50 @@ class TrackingCrop(SegmenterWrapper):
         return model_w / model_h
 
     def _track(self, frame: Frame, mask: Mask) -> Mask:
-        """Move the cut to where the people of ``mask`` are now; keep it while they stay well
-        inside it (a cut that follows every jitter of the mask makes the mask flicker)."""
+        """Move the cut to where the people of ``mask`` are now. A cut that follows every jitter
+        of the mask makes the mask flicker, so the cut moves only when the people come near its
+        edge (closer than half the margin), and shrinks only when they have taken up much less
+        of it (:data:`KEEP`) for :data:`SHRINK_AFTER` masks in a row."""
         assert self.cut is not None and self._frame_size is not None
         found = people_box(mask, self._frame_size)
         if found is None:
             self._forget()  # lost: look at the whole frame next time
             return mask
         self._people, target = found, self._cut(found)
-        if not (self.cut.contains(target) and target.area >= KEEP * self.cut.area):
-            self.cut = target
+        if not self.cut.contains(self._grown(found)):
+            self.cut, self._small_for = target, 0
+        elif target.area < KEEP * self.cut.area:
+            self._small_for += 1
+            if self._small_for >= SHRINK_AFTER:
+                self.cut, self._small_for = target, 0
+        else:
+            self._small_for = 0
         return mask
+
+    def _rescan(self, whole: Mask) -> None:
+        """Widen the cut for people the whole frame's mask ``whole`` shows outside it (as large
+        as :data:`PART` of the people in it at least: no specks)."""
+        assert self.cut is not None and self._frame_size is not None
+        height, width = whole.shape
+        sx, sy = width / self._frame_size[0], height / self._frame_size[1]
+        x0, y0 = round(self.cut.x * sx), round(self.cut.y * sy)
+        x1, y1 = round(self.cut.right * sx), round(self.cut.bottom * sy)
+        tracked = float((whole[y0:y1, x0:x1] > 0.5).sum())
+        outside = whole.copy()
+        outside[y0:y1, x0:x1] = 0.0
+        found = people_box(outside, self._frame_size, least=PART * tracked)
+        if found is not None:
+            self._people = found if self._people is None else found.union(self._people)
+            self.cut, self._small_for = self._cut(self._people), 0
+
+    def _grown(self, people: Box) -> Box:
+        """``people`` with half the margin around it, within the frame."""
+        assert self._frame_size is not None
+        grow_x, grow_y = self.margin / 2 * people.width, self.margin / 2 * people.height
+        x0, y0 = max(0.0, people.x - grow_x), max(0.0, people.y - grow_y)
+        x1 = min(float(self._frame_size[0]), people.right + grow_x)
+        y1 = min(float(self._frame_size[1]), people.bottom + grow_y)
+        return Box(x0, y0, x1 - x0, y1 - y0)
 
     def _segment(self, frame: Frame, box: Box, outside: Mask | None = None) -> Mask:
         """The model's mask for ``box`` of ``frame``, on the canvas; canvas pixels outside the
