@@ -38,8 +38,8 @@ RESCAN = 15  # the whole frame is looked at once in this many masks (0.5 s at 30
 CANVAS_SIDE = 320  # the long side of the frame-aligned mask the cut is put back on
 FOUND = 0.002  # a person is found when at least this share of the canvas is person
 PART = 0.1  # parts of the mask smaller than this share of the largest are left out of the box
-KEEP = 0.75  # the cut is kept while the box it would get covers this much of its area or more
-SHRINK_AFTER = 8  # ... or less, but for fewer masks in a row than this
+KEEP = 0.85  # the cut is kept while the box it would get covers this much of its area or more
+SHRINK_AFTER = 5  # ... or less, but for fewer masks in a row than this (a sixth of a second)
 ZOOM = 0.8  # a first frame is segmented again only when the cut is at most this share of it
 
 
