@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import MEDIAPIPE, fixture_path
+from conftest import MEDIAPIPE, StandInSegmenter, fixture_path
+from vbg.commands.evaluate import evaluate
 from vbg.commands.frame_path import load_model, with_crop
 from vbg.compositing.backgrounds import ColorBackground
 from vbg.compositing.compositor import Compositor
@@ -230,3 +231,19 @@ def test_a_new_photo_after_reset_is_segmented_as_by_a_fresh_crop() -> None:
     fresh = TrackingCrop(GreenKey()).predict(second)
     assert again is not None and fresh is not None
     np.testing.assert_array_equal(again, fresh)
+
+
+def test_vbg_eval_scores_each_photo_as_a_first_frame(tmp_path: Path) -> None:
+    """The cut of one photo never carries over to the next: each photo scores as it does alone."""
+    folder = fixture_path("photos")
+    processor = FrameProcessor(
+        TrackingCrop(StandInSegmenter(follow_brightness=True)),
+        Compositor(ColorBackground((0, 177, 64))),
+    )
+    together = {row["id"]: row["iou"] for row in evaluate(processor, folder)["frames"]}
+    for stem, score in together.items():
+        alone = tmp_path / stem
+        for part, suffix in (("images", ".jpg"), ("masks", ".png")):
+            (alone / part).mkdir(parents=True)
+            (alone / part / (stem + suffix)).symlink_to(folder / part / (stem + suffix))
+        assert evaluate(processor, alone)["frames"][0]["iou"] == score

@@ -34,7 +34,7 @@ class RunConfig:
     precision: str = "auto"  # auto (float32), float32 or float16
     inference_size: int = 0  # short side of the model input; 0: the model's default
     crop: str = "auto"  # the model looks at the person(s): auto (where it pays), on, off
-    sync: str = "auto"  # each frame waits for its own mask: auto (while the model keeps up), on, off
+    sync: str = "auto"  # frames wait for their own mask: auto (while the model keeps up), on, off
     # The mask filters (vbg.mask_filters.MaskOptions holds their defaults).
     mask_smoothing: float = MaskOptions.smoothing  # motion-aware, where the picture is still
     hysteresis: float = MaskOptions.hysteresis  # near 0.5, hold until the mask moves this much

@@ -338,12 +338,12 @@ def evaluate(
     """Score the masks of ``processor`` (the frame path ``vbg run`` uses, with its mask filters)
     on a data folder; returns the summary and per-frame scores.
 
-    Photos are each a first frame (fresh filters for each). Video frames go through the frame
-    path in order. With ``replay_fps``, the video is replayed as a camera at that rate with a
-    model that takes ``latency_ms`` (0: the model's measured time) per mask, scheduled as the live
-    pipeline's model thread is: when it is done it starts on the newest frame, or waits for the
-    next one if it has already seen the newest. Each frame is scored with the mask a viewer would
-    see with it then: with ``sync`` (``"auto"``, ``"on"``, ``"off"``, as ``vbg run``'s, see
+    Photos are each a first frame (a new stream: :meth:`FrameProcessor.reset`). Video frames go
+    through the frame path in order. With ``replay_fps``, the video is replayed as a camera at that
+    rate with a model that takes ``latency_ms`` (0: the model's measured time) per mask, scheduled
+    as the live pipeline's model thread is: when it is done it starts on the newest frame, or waits
+    for the next one if it has already seen the newest. Each frame is scored with the mask a viewer
+    would see with it then: with ``sync`` (``"auto"``, ``"on"``, ``"off"``, as ``vbg run``'s, see
     :class:`vbg.pipeline.SyncPolicy`) held for its own mask within the bound, else the newest
     finished mask, moved along the optical flow when the options say so. Frames before the first
     mask are not scored.
@@ -361,8 +361,8 @@ def evaluate(
     own = 0  # frames scored with their own mask
     flicker = FlickerMeter()
     for index, sample in enumerate(samples):
-        if kind != "video":  # every photo is a first frame
-            processor = FrameProcessor(processor.segmenter, processor.compositor, processor.options)
+        if kind != "video":  # every photo is a first frame: a new stream (see README)
+            processor.reset()
             keyframe = None
         frame = _read(sample.frame, cv2.IMREAD_COLOR)
         truth = _read(sample.mask, cv2.IMREAD_GRAYSCALE) > 127
