@@ -2,7 +2,8 @@
 vbg's steeper edge (``edge_contrast``), on a video frame and a photo.
 
 Uses the mediapipe_selfie model (its real weights: vbg models fetch mediapipe_selfie) through
-vbg's frame path (the video's frames in order, up to the one shown) on the test data's webcam
+vbg's frame path with its defaults (the tracking crop; the video's frames in order, up to the one
+shown) on the test data's webcam
 clip (a white coat against a white wall) and its portrait (hair against the sky), see
 benchmarks/common.py, and writes docs/halo.png: one row each, a zoom on a shoulder and on the
 hair, ``edge_contrast = 1`` (the model's soft edge) on the left, vbg's on the right:
@@ -20,8 +21,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from vbg.commands.frame_path import with_crop
 from vbg.compositing.backgrounds import open_background
 from vbg.compositing.compositor import Compositor
+from vbg.config import RunConfig
 from vbg.images import Frame
 from vbg.mask_filters import MaskOptions
 from vbg.processor import FrameProcessor
@@ -34,6 +37,7 @@ from common import parse_args  # noqa: E402
 from montage import label  # noqa: E402
 
 GREEN = "color:#00B140"
+MODEL = "mediapipe_selfie"
 SIZE = 160  # the zoomed crop, in frame pixels (shown 2.5 times as large)
 FRAME = 300  # the clip's frame shown (12 s in), after every frame before it
 SHOULDER = (790, 250)  # the clip's frame 300 (960 x 540): a shoulder against the white wall
@@ -43,8 +47,12 @@ HAIR = (640, 190)  # the portrait at 960 px wide: hair against the sky
 def composites(segmenter: Segmenter, frames: Iterable[Frame]) -> tuple[Frame, Frame]:
     """The last of ``frames`` (each H x W x 3 uint8 BGR, in order) on green through vbg's frame
     path with the model's soft edge (``edge_contrast = 1``) and with vbg's."""
-    processors = [
-        FrameProcessor(segmenter, Compositor(open_background(GREEN)), options)
+    processors = [  # each its own crop (it follows the masks it made), around the same model
+        FrameProcessor(
+            with_crop(segmenter, RunConfig(model=MODEL)),
+            Compositor(open_background(GREEN)),
+            options,
+        )
         for options in (MaskOptions(edge_contrast=1.0), MaskOptions())
     ]
     outs = []
@@ -88,7 +96,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "halo.png")
     args, data = parse_args(parser)
-    segmenter = load_segmenter("mediapipe_selfie", weights=None, device="cpu")
+    segmenter = load_segmenter(MODEL, weights=None, device="cpu")
     photo = cv2.imread(str(data.portrait))
     photo = cv2.resize(photo, (960, round(photo.shape[0] * 960 / photo.shape[1])))
     rows = [
