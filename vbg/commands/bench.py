@@ -35,7 +35,7 @@ import cv2
 import numpy as np
 import torch
 
-from vbg.commands.frame_path import live_segmenter
+from vbg.commands.frame_path import live_segmenter, wants_crop
 from vbg.compositing.backgrounds import (
     Background,
     BlurBackground,
@@ -215,10 +215,12 @@ class TimingSink(Sink):
 
 def live_processor(segmenter: Segmenter, *, skip_still: bool = True) -> FrameProcessor:
     """The frame path the pipeline part times: ``segmenter`` with vbg's mask filters and a blur
-    background, and as in ``vbg run``, a still scene not segmented again (``skip_still``) and a
-    model on the CPU leaving a core to the other stages."""
+    background, and as in ``vbg run`` by default, the tracking crop where it pays, a still scene
+    not segmented again (``skip_still``) and a model on the CPU leaving a core to the other
+    stages."""
+    crop = segmenter.name in MODELS and wants_crop(segmenter.name, "auto")
     return FrameProcessor(
-        live_segmenter(segmenter, skip_still=skip_still), Compositor(BlurBackground())
+        live_segmenter(segmenter, skip_still=skip_still, crop=crop), Compositor(BlurBackground())
     )
 
 

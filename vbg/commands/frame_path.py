@@ -28,12 +28,15 @@ def load_model(config: RunConfig, *, device: str | None = None) -> Segmenter:
     )
 
 
-def with_crop(segmenter: Segmenter, config: RunConfig) -> Segmenter:
-    """``segmenter`` behind a tracking crop when the config's ``crop`` asks for one (auto: for
+def wants_crop(model: str, crop: str) -> bool:
+    """Whether ``model`` runs behind a tracking crop for the ``crop`` key (auto|on|off; auto: for
     the models where it was measured to pay, see :attr:`ModelInfo.crop`)."""
-    if config.crop == "on" or (config.crop == "auto" and model_info(config.model).crop):
-        return TrackingCrop(segmenter)
-    return segmenter
+    return crop == "on" or (crop == "auto" and model_info(model).crop)
+
+
+def with_crop(segmenter: Segmenter, config: RunConfig) -> Segmenter:
+    """``segmenter`` behind a tracking crop when the config asks for one (:func:`wants_crop`)."""
+    return TrackingCrop(segmenter) if wants_crop(config.model, config.crop) else segmenter
 
 
 def live_segmenter(
@@ -41,17 +44,18 @@ def live_segmenter(
     *,
     skip_still: bool,
     on_cpu: Callable[[], Segmenter] | None = None,
-    crop: RunConfig | None = None,
+    crop: bool = False,
 ) -> Segmenter:
     """``segmenter`` with what a live run puts around it: a model on the CPU leaves a core for
     the other stages (:func:`share_cores`), ``on_cpu`` (when given) builds the same model on the
-    CPU should it fail on a GPU, and with ``skip_still`` a still scene is not segmented again."""
+    CPU should it fail on a GPU, with ``crop`` the model looks at the person (a tracking crop),
+    and with ``skip_still`` a still scene is not segmented again."""
     if segmenter.device.type == "cpu":
         share_cores()
     if on_cpu is not None:
         segmenter = FallbackSegmenter(segmenter, on_cpu)
-    if crop is not None:
-        segmenter = with_crop(segmenter, crop)
+    if crop:
+        segmenter = TrackingCrop(segmenter)
     return StillSceneGate(segmenter) if skip_still else segmenter
 
 
@@ -75,7 +79,10 @@ def make_processor(config: RunConfig, *, live: bool) -> FrameProcessor:
             return load_model(config, device="cpu")
 
         segmenter = live_segmenter(
-            segmenter, skip_still=config.skip_still, on_cpu=on_cpu, crop=config
+            segmenter,
+            skip_still=config.skip_still,
+            on_cpu=on_cpu,
+            crop=wants_crop(config.model, config.crop),
         )
     else:
         segmenter = with_crop(segmenter, config)
