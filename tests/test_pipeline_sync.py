@@ -87,9 +87,10 @@ class _OneAtATime(MemorySink):
 
 class _LockstepCamera(Source):
     """A camera that sends ``frames`` (H x W x 3 uint8 BGR) one at a time: each after the sink
-    has the one before (or 60 s passed), so one frame is in the pipeline at a time. Its frame
-    rate is ``fps`` as far as the pipeline knows; the frames come as fast as the output takes
-    them. ``notice`` frames from ``lost_from`` on: the last one again, as a lost camera's."""
+    has the one before, so one frame is in the pipeline at a time; it ends when ``pipeline``
+    (set once it is made) has finished. Its frame rate is ``fps`` as far as the pipeline knows;
+    the frames come as fast as the output takes them. ``notice`` frames from ``lost_from`` on:
+    the last one again, as a lost camera's."""
 
     def __init__(
         self, frames: list[np.ndarray], sink: _OneAtATime, *, fps: float, lost_from: int = 0
@@ -99,10 +100,12 @@ class _LockstepCamera(Source):
         self.description = "lockstep camera"
         self.lost_from = lost_from
         self.sent = 0
+        self.pipeline: Pipeline | None = None
 
     def read(self) -> np.ndarray | None:
-        if self.sent and not self.sink.written.acquire(timeout=60.0):
-            return None
+        while self.sent and not self.sink.written.acquire(timeout=0.05):
+            if self.pipeline is not None and not self.pipeline.running:
+                return None  # the output has ended: no frame will be written
         if self.sent >= len(self.frames):
             return None
         if self.lost_from and self.sent >= self.lost_from:
@@ -119,7 +122,7 @@ def _processor(segmenter: Segmenter) -> FrameProcessor:
 
 
 def _run(camera: _LockstepCamera, segmenter: Segmenter, sync: SyncPolicy | str) -> Pipeline:
-    pipeline = Pipeline(camera, _processor(segmenter), [camera.sink], sync=sync)
+    pipeline = camera.pipeline = Pipeline(camera, _processor(segmenter), [camera.sink], sync=sync)
     pipeline.start()
     try:
         assert pipeline.wait(120.0), "the pipeline did not get through the frames"
@@ -188,7 +191,7 @@ def test_a_failing_model_ends_a_held_frame_and_the_run() -> None:
 
     frames = decode_video(fixture_path("clip.mp4"))[:5]
     camera = _LockstepCamera(frames, _OneAtATime(), fps=1 / LONG)
-    pipeline = Pipeline(
+    pipeline = camera.pipeline = Pipeline(
         camera,
         _processor(Broken()),
         [camera.sink],
@@ -198,3 +201,4 @@ def test_a_failing_model_ends_a_held_frame_and_the_run() -> None:
     assert pipeline.wait(60.0)  # the held frame was let go when the model thread ended
     with pytest.raises(ModelError, match="tensor shapes do not match"):
         pipeline.stop()
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("vbg-")]
