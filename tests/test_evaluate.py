@@ -321,3 +321,19 @@ def test_eval_of_a_video_file_reports_its_flicker(
     assert summary["kind"] == "clip" and summary["frames"] == 75 and summary["flicker"] >= 0.0
     assert main([*argv, "--data", clip, "--replay-fps", "30"]) == 2
     assert "need a data folder" in capsys.readouterr().err
+
+
+def test_eval_takes_the_sync_flag(fast_weights: Path, tmp_path: Path) -> None:
+    """``--sync off`` reaches the replay: no frame is held for its own mask."""
+    folder = str(fixture_path("video"))
+    held = {}
+    for mode in ("on", "off"):
+        out = tmp_path / f"{mode}.json"
+        argv = ["eval", "--model", "lraspp_mobilenet_v3_large", "--weights", str(fast_weights),
+                "--inference-size", "32", "--data", folder, "--replay-fps", "30",
+                "--latency-ms", "10", "--sync", mode, "--json", str(out)]  # fmt: skip
+        assert main(argv) == 0
+        replay = json.loads(out.read_text())["summary"]["replay"]
+        assert replay["sync"] == mode
+        held[mode] = replay["frames_own_mask"]
+    assert held["off"] == 0 < held["on"]

@@ -193,6 +193,7 @@ def _build_parser() -> argparse.ArgumentParser:
         action="store_false",
         help="segment every frame in the pipeline part, even one that barely changed",
     )
+    _add_sync_flag(bench)
     bench.add_argument("--json", type=Path, help="also write the figures as JSON here")
 
     doctor = commands.add_parser("doctor", help="check what 'vbg run' needs, each with its fix")
@@ -284,6 +285,7 @@ def _eval(args: argparse.Namespace) -> int:
             subset=args.subset,
             replay_fps=args.replay_fps,
             latency_ms=args.latency_ms,
+            sync=config.sync,
         )
     print(format_summary(result["summary"]))
     if args.json:
@@ -312,6 +314,7 @@ def _bench(args: argparse.Namespace) -> int:
         pipeline_models=args.pipeline_models,
         skip_still=args.skip_still,
         precision=args.precision,
+        sync=args.sync or "auto",
     )
     print(format_bench(result))
     if args.json:
