@@ -18,7 +18,8 @@ The whole frame is still looked at:
 - when the cut has lost the person (almost nothing found in it).
 
 A first frame whose person would be zoomed in is segmented twice (whole frame, then the cut), so a
-photo gets the cut's mask too. In the steady state there is one model run per mask.
+photo gets the cut's mask too. In the steady state there is one model run per frame: a mask from
+the cut, or (one frame in ``rescan``) the look at the whole frame.
 """
 
 from __future__ import annotations
