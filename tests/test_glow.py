@@ -11,7 +11,6 @@ import pytest
 
 from conftest import fixture_path
 from vbg.commands.cli import _build_parser, build_config
-from vbg.commands.evaluate import iou
 from vbg.compositing.backgrounds import ColorBackground
 from vbg.compositing.compositor import Compositor
 from vbg.config import config_from_mapping
@@ -58,34 +57,29 @@ def test_the_room_does_not_glow_around_the_person_on_green(name: str) -> None:
     soft_mask, soft = _shown(frame, small, MaskOptions(edge_contrast=1.0))  # the model's edge
     vbg_mask, shown = _shown(frame, small, MaskOptions())
     outside = _within(truth, 1, 15)  # where only green belongs
-    inside = _within(~truth, 1, 3)  # the person's own rim, where only the person belongs
 
     def off_green(image: np.ndarray) -> float:
         return float(np.abs(image[outside].astype(np.float32) - GREEN).mean())
 
-    def off_person(image: np.ndarray) -> float:
-        return float(cv2.absdiff(image, frame)[inside].mean())
-
     assert off_green(soft) > 5.0  # the model's soft edge lets the room glow through...
-    assert off_green(shown) < 0.35 * off_green(soft)  # ...vbg's edge far less
-    assert off_person(shown) < 0.5 * off_person(soft)  # and the rim is less see-through
-    assert iou(vbg_mask > 0.5, soft_mask > 0.5) > 0.995  # the same outline
+    assert off_green(shown) < 0.4 * off_green(soft)  # ...vbg's edge far less
+    # The outline and the person's side of the edge are the model's.
+    person = soft_mask > 0.5
+    assert np.array_equal(vbg_mask > 0.5, person)
+    assert np.array_equal(shown[person], soft[person])
 
 
-def test_the_contrast_is_the_same_on_every_path() -> None:
+def test_the_room_side_is_steeper_on_every_path() -> None:
     frame, truth = _photo(PHOTOS[0])
-    mask = cv2.GaussianBlur(truth.astype(np.float32), (0, 0), 3.0)
-    steeper = np.clip(0.5 + 3.0 * (mask - 0.5), 0.0, 1.0)
-    for guided in (True, False):  # a full-size mask is not guided: the contrast alone
-        out = MaskRefiner(guided=guided, contrast=3.0).refine(mask, frame)
-        assert np.allclose(out, steeper, atol=1e-5)
     small = _model_mask(truth)
-    plain = MaskRefiner(guided=False).refine(small, frame)
-    assert np.allclose(
-        MaskRefiner(guided=False, contrast=3.0).refine(small, frame),
-        np.clip(0.5 + 3.0 * (plain - 0.5), 0.0, 1.0),
-        atol=1e-5,
-    )
+    for guided in (True, False):
+        model = MaskRefiner(guided=guided).refine(small, frame)
+        steeper = MaskRefiner(guided=guided, contrast=3.0).refine(small, frame)
+        expected = np.where(model < 0.5, np.maximum(0.5 + 3.0 * (model - 0.5), 0.0), model)
+        assert np.allclose(steeper, expected, atol=1e-5)
+    full = cv2.GaussianBlur(truth.astype(np.float32), (0, 0), 3.0)  # a full-size mask: not guided
+    expected = np.where(full < 0.5, np.maximum(0.5 + 3.0 * (full - 0.5), 0.0), full)
+    assert np.allclose(MaskRefiner(contrast=3.0).refine(full, frame), expected, atol=1e-5)
 
 
 def test_raw_masks_keep_the_models_edge() -> None:

@@ -40,7 +40,7 @@ class RunConfig:
     hysteresis: float = MaskOptions.hysteresis  # near 0.5, hold until the mask moves this much
     propagate: bool = MaskOptions.propagate  # move the mask along the flow between results
     refine: bool = MaskOptions.refine  # guided upsampling: edges follow the frame's edges
-    edge_contrast: float = MaskOptions.edge_contrast  # a steeper edge, no glow of the room
+    edge_contrast: float = MaskOptions.edge_contrast  # a steeper room side: no glow of the room
     feather: float = MaskOptions.feather  # soften the mask edge (Gaussian sigma, pixels)
     skip_still: bool = True  # reuse the mask while the picture does not change (less CPU)
     blur_weighted: bool = True  # blur backgrounds without the person's colours (no halo)

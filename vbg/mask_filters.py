@@ -9,8 +9,8 @@ Pure stage (no threads, no I/O); each filter works on arrays:
   every frame shown before the next model result, with OpenCV's DIS optical flow at low
   resolution, frame by frame.
 - :class:`MaskRefiner`: upsamples the low-resolution mask guided by the full-size frame (a fast
-  guided filter), so edges follow hair and shoulders, with a steeper edge (no glow of the room
-  around the person) and an optional feather.
+  guided filter), so edges follow hair and shoulders, with a steeper room side of the edge (no
+  glow of the room around the person) and an optional feather.
 
 :class:`MaskPath` puts them together as the frame processor (vbg.processor) uses them.
 
@@ -35,7 +35,7 @@ Grey = np.ndarray  # H x W uint8
 FLOW_WIDTH = 320  # frames are this wide (or less) for the flow that moves masks between results
 HYSTERESIS_BAND = 0.25  # the hysteresis acts on mask values within this of the 0.5 threshold
 SURE = 0.1  # the refiner moves model values this close to 0 or 1 less, and 0 or 1 not at all
-EDGE_CONTRAST = 3.0  # vbg's edge: the mask's soft band around 0.5 made this many times narrower
+EDGE_CONTRAST = 3.0  # vbg's edge: its room side (mask below 0.5) made this many times steeper
 
 
 @dataclasses.dataclass(frozen=True)
@@ -229,12 +229,13 @@ class MaskRefiner:
     mask's local linear model of the guide is fitted at low resolution (window ``radius`` pixels
     there; ``eps`` sets how closely it follows the guide) and applied at
     full resolution, so edges land on the frame's edges. Otherwise plain bilinear upsampling.
-    ``contrast``: a steeper edge, ``0.5 + contrast * (m - 0.5)`` clipped to [0, 1]. The model's
-    edge is a soft band 8-15 px wide at 720p, and where the mask is below 0.5 outside the person
-    that band lets the room through (a glow around the person on every background); a steeper
-    edge keeps the 0.5 outline (so IoU) and lets far less through. It is folded into the guided
-    filter's coefficients at low resolution, so it costs nothing at full size. 1: the model's own
-    edge.
+    ``contrast``: the room's side of the edge made steeper: below 0.5 a mask value ``m`` becomes
+    ``0.5 + contrast * (m - 0.5)`` (at least 0); from 0.5 up it stays as it is. The model's edge
+    is a soft band 8-15 px wide at 720p, and its half below 0.5 outside the person lets the room
+    through (a glow around the person on every background). A steeper room side lets far less
+    through and keeps the 0.5 outline (so IoU and boundary F) and the person's side of the edge
+    as the model gives them; steepening that side too would hide no more room, make the outline
+    that is too wide more opaque, and make the edge's wobble show more. 1: the model's own edge.
     ``feather``: a Gaussian softening of the edge, in full-resolution pixels (after the contrast).
     Full-size work buffers are kept between frames; each call returns a new mask.
     """
@@ -254,36 +255,35 @@ class MaskRefiner:
         self.contrast = contrast
         self.feather = feather
         self._grey: Grey = np.zeros((0, 0), np.uint8)
-        self._a: Mask = np.zeros((0, 0), np.float32)
+        self._work: Mask = np.zeros((0, 0), np.float32)
 
     def refine(self, mask: Mask, frame: Frame) -> Mask:
         """``mask`` (h x w float32) at the size of ``frame`` (H x W x 3 uint8 BGR)."""
         height, width = frame.shape[:2]
         small_h, small_w = mask.shape
-        if not self.guided or (small_h, small_w) == (height, width):
-            # The contrast is linear, as the upsampling is: applied to the small mask, then
-            # clipped at full size.
-            out = cv2.resize(self._steeper(mask), (width, height), interpolation=cv2.INTER_LINEAR)
-            if self.contrast != 1.0:
-                np.clip(out, 0.0, 1.0, out=out)
+        if self._work.shape != (height, width):
+            self._grey = np.empty((height, width), np.uint8)
+            self._work = np.empty((height, width), np.float32)
+        plain = not self.guided or (small_h, small_w) == (height, width)
+        if plain:
+            out = cv2.resize(mask, (width, height), interpolation=cv2.INTER_LINEAR)
         else:
             out = self._guided(mask, frame)
+        if self.contrast != 1.0:
+            # out + (k - 1) * min(out - 0.5, 0): two passes over the full-size mask.
+            k = self.contrast
+            np.minimum(out, 0.5, out=self._work)
+            cv2.addWeighted(self._work, k - 1.0, out, 1.0, -0.5 * (k - 1.0), dst=out)
+        if not plain or self.contrast != 1.0:
+            np.clip(out, 0.0, 1.0, out=out)
         if self.feather > 0:
             cv2.GaussianBlur(out, (0, 0), self.feather, dst=out)
         return out
 
-    def _steeper(self, values: np.ndarray) -> np.ndarray:
-        """``0.5 + contrast * (values - 0.5)`` (float32, not clipped); ``values`` itself at 1."""
-        if self.contrast == 1.0:
-            return values
-        return (values * self.contrast + 0.5 * (1.0 - self.contrast)).astype(np.float32)
-
     def _guided(self, mask: Mask, frame: Frame) -> Mask:
+        """The guided filter's mask at the frame's size (not clipped to [0, 1])."""
         height, width = frame.shape[:2]
         small_h, small_w = mask.shape
-        if self._grey.shape != (height, width):
-            self._grey = np.empty((height, width), np.uint8)
-            self._a = np.empty((height, width), np.float32)
         cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY, dst=self._grey)
         guide = cv2.resize(self._grey, (small_w, small_h), interpolation=cv2.INTER_AREA)
         guide = guide.astype(np.float32) * (1.0 / 255.0)
@@ -298,18 +298,16 @@ class MaskRefiner:
         # Refine only along the edge: where the model is sure (all room or all person around a
         # pixel), keep its answer, so no texture of the frame leaks into the mask.
         # trust = min(m, 1 - m) / SURE, at most 1: 0 where the model is sure, 1 along the edge.
-        # out = m + trust * (mean(a) * I + mean(b) - m) = trust * mean(a) * I + c, and the
-        # steeper edge 0.5 + k * (out - 0.5) = k * trust * mean(a) * I + (0.5 + k * (c - 0.5)),
-        # with the factors of I folded at low resolution, so full size takes two resizes, one
-        # multiply, one add and the clip.
+        # out = m + trust * (mean(a) * I + mean(b) - m) = trust * mean(a) * I + c, with the
+        # factors of I folded at low resolution, so full size takes two resizes, one multiply
+        # and one add.
         trust = np.minimum(np.minimum(mask, 1.0 - mask) * (1.0 / SURE), 1.0)
-        a = cv2.boxFilter(a, -1, size) * trust * (self.contrast / 255.0)
-        c = self._steeper(mask + trust * (cv2.boxFilter(b, -1, size) - mask))
-        cv2.resize(a, (width, height), dst=self._a)
+        a = cv2.boxFilter(a, -1, size) * trust * (1.0 / 255.0)
+        c = mask + trust * (cv2.boxFilter(b, -1, size) - mask)
+        cv2.resize(a, (width, height), dst=self._work)
         out = cv2.resize(c, (width, height))
-        cv2.multiply(self._a, self._grey, dst=self._a, dtype=cv2.CV_32F)
-        cv2.add(out, self._a, dst=out)
-        np.clip(out, 0.0, 1.0, out=out)
+        cv2.multiply(self._work, self._grey, dst=self._work, dtype=cv2.CV_32F)
+        cv2.add(out, self._work, dst=out)
         return out
 
 

@@ -78,7 +78,7 @@ def _add_mask_flags(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument(
         "--edge-contrast", type=float,
-        help="with --refine, make the soft edge this many times narrower (1-10; 1: the model's); 3",
+        help="with --refine, make the room's side of the edge this many times steeper (1-10); 3",
     )  # fmt: skip
     parser.add_argument("--feather", type=float, help="soften the edge by this many pixels; 0")
 
