@@ -95,8 +95,8 @@ def masks(
     kind, samples = load_samples(folder, subset)
     processor = FrameProcessor(segmenter, Compositor(PassThrough()), options)
     for index, sample in enumerate(samples):
-        if kind != "video":
-            processor.reset()
+        if index == 0 or kind != "video":
+            processor.reset()  # a new stream: nothing carries over (the crop's cut)
         frame = cv2.imread(str(sample.frame), cv2.IMREAD_COLOR)
         truth = cv2.imread(str(sample.mask), cv2.IMREAD_GRAYSCALE) > 127
         t = index / FPS
