@@ -16,9 +16,7 @@ from typing import Any
 
 from vbg.errors import ConfigError
 from vbg.mask_filters import MaskOptions
-from vbg.segmentation.options import DEVICES, PRECISIONS
-
-MODES = ("auto", "on", "off")  # the values of the 'crop' and 'sync' keys
+from vbg.segmentation.options import DEVICES, MODES, PRECISIONS
 
 
 @dataclasses.dataclass(frozen=True)

@@ -40,6 +40,7 @@ from vbg.images import Frame
 from vbg.mask_filters import Keyframe
 from vbg.outputs.sinks import Sink
 from vbg.processor import FrameProcessor
+from vbg.segmentation.options import MODES
 from vbg.sources.capture import Source
 from vbg.stats import Stats
 
@@ -49,7 +50,6 @@ T = TypeVar("T")
 JOIN_TIMEOUT = 5.0
 INFERENCE_NICENESS = 10  # how much lower the model thread's priority is (Linux)
 SINK_QUEUE_SECONDS = 2.0  # a sink may fall this far behind before its oldest frames are dropped
-SYNC_MODES = ("auto", "on", "off")  # the config's 'sync' key: see SyncPolicy
 # The most a frame is held for its own mask (seconds). Holding the picture delays it against the
 # sound: ITU-R BT.1359 puts the threshold where viewers notice sound ahead of the picture at
 # about 45 ms, so a hold of this size stays about at the edge of what anyone could notice.
@@ -140,8 +140,8 @@ class SyncPolicy:
     """
 
     def __init__(self, mode: str, fps: float, *, max_wait: float = SYNC_MAX_WAIT) -> None:
-        if mode not in SYNC_MODES:
-            raise ValueError(f"sync must be one of {', '.join(SYNC_MODES)}, not {mode!r}")
+        if mode not in MODES:
+            raise ValueError(f"sync must be one of {', '.join(MODES)}, not {mode!r}")
         if not (fps > 0 and max_wait >= 0):  # NaN fails too
             raise ValueError(f"fps must be above 0 and max_wait 0 or more ({fps}, {max_wait})")
         self.mode = mode
