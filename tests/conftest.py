@@ -208,6 +208,19 @@ def stand_in_camera() -> type[StandInCamera]:
 MEDIAPIPE = ("mediapipe_selfie", "mediapipe_selfie_landscape")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _empty_model_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Tests never read or write the user's vbg cache (models, measured speeds): it starts
+    empty; ``model_cache`` fills one for the tests that run the real MediaPipe models."""
+    previous = os.environ.get("VBG_CACHE_DIR")
+    os.environ["VBG_CACHE_DIR"] = str(tmp_path_factory.mktemp("vbg-empty-cache"))
+    yield
+    if previous is None:
+        del os.environ["VBG_CACHE_DIR"]
+    else:
+        os.environ["VBG_CACHE_DIR"] = previous
+
+
 @pytest.fixture(scope="session")
 def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Both MediaPipe models, fetched with the real command into a fresh cache folder."""
@@ -225,3 +238,17 @@ def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         del os.environ["VBG_CACHE_DIR"]
     else:
         os.environ["VBG_CACHE_DIR"] = previous
+
+
+
+@pytest.fixture(autouse=True)
+def _no_downloads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test that would download a model in-process fails instead (a model the default run
+    fetches on first use, say): tests take models from ``model_cache`` or stand-ins."""
+    from vbg.segmentation import models
+
+    def refuse(info: models.ModelInfo) -> bytes:
+        raise LookupError(f"tests do not download {info.name}: use the model_cache fixture")
+
+    for source in ("storage", "wheel"):
+        monkeypatch.setitem(models._SOURCES, source, refuse)

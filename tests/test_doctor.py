@@ -74,10 +74,16 @@ def test_display_is_a_warning_only() -> None:
     assert check_display(system="Linux", env={"DISPLAY": ":99"}).ok
 
 
-def test_weights_check_says_how_to_fetch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_weights_not_cached_yet_are_a_warning_with_the_fetch_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("VBG_CACHE_DIR", str(tmp_path))
     check = check_weights("mediapipe_selfie")
-    assert not check.ok and "Fix: vbg models fetch mediapipe_selfie" in check.line()
+    assert not check.ok and not check.needed  # the first run fetches them
+    assert check.line().startswith("warn  model weights: mediapipe_selfie is not cached yet")
+    assert "vbg models fetch mediapipe_selfie" in check.line()
+    missing = check_weights("fcn_resnet50", tmp_path / "w.pth")
+    assert not missing.ok and missing.needed and "--weights" in missing.line()
 
 
 @pytest.mark.skipif(Path("/dev/video0").exists(), reason="this machine has a camera")

@@ -187,12 +187,10 @@ def test_fetch_takes_the_file_from_an_installed_mediapipe(
     assert path == tmp_path / "cache" / "selfie_segmentation.tflite" and path.read_bytes() == real
 
 
-def test_uncached_model_names_the_fetch_command(
+def test_a_fixed_input_model_refuses_an_inference_size(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("VBG_CACHE_DIR", str(tmp_path))
-    with pytest.raises(ModelError, match="Run: vbg models fetch mediapipe_selfie_landscape"):
-        load_segmenter("mediapipe_selfie_landscape", weights=None, device="cpu")
     with pytest.raises(ModelError, match="fixed 256x144 input"):
         load_segmenter("mediapipe_selfie_landscape", weights=None, device="cpu", inference_size=64)
 

@@ -50,7 +50,7 @@ from vbg.images import cover
 from vbg.outputs.sinks import Sink
 from vbg.pipeline import Pipeline
 from vbg.processor import FrameProcessor
-from vbg.segmentation.models import MODELS, is_cached
+from vbg.segmentation.models import MODELS, is_cached, save_speeds
 from vbg.segmentation.segmenter import (
     Segmenter,
     TorchvisionSegmenter,
@@ -359,6 +359,7 @@ def run_bench(
         "compositor": bench_compositor(first, kinds, repeat * 5),
         "pipeline": [],
     }
+    save_speeds(result["models"])  # for 'vbg models'
     scenes = [source] + ([str(still)] if still is not None else [])
     for name in pipeline_models if pipeline_models is not None else models:
         for scene in scenes:

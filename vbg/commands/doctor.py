@@ -1,4 +1,5 @@
-"""``vbg doctor``: checks what a default ``vbg run`` needs, one line each, with the fix.
+"""``vbg doctor``: checks what a ``vbg run`` needs, one line each, with the fix: the run plain
+``vbg`` makes, or the one the same ``--config``, ``--model`` and ``--source`` would make.
 
 Each check returns a :class:`Check`; :func:`run_checks` runs them all. A failed check that the
 default run needs (``needed``) makes ``vbg doctor`` exit non-zero.
@@ -13,10 +14,11 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from vbg.compositing.backgrounds import open_background
 from vbg.config import RunConfig
-from vbg.errors import SourceError
+from vbg.errors import SourceError, VbgError
 from vbg.outputs.sinks import MODPROBE, VIRTUAL_CAMERA_NAME, find_loopback_device, setup_hint
-from vbg.sources.capture import CameraSource
+from vbg.sources.capture import CameraSource, open_source
 
 MIN_PYTHON = (3, 11)
 CAMERA_INDICES = range(4)  # probed where the system cannot list its cameras
@@ -144,18 +146,67 @@ def check_virtual_camera(*, system: str | None = None, sysfs: Path = Path("/sys"
     return Check(name, True, f"{device} is '{VIRTUAL_CAMERA_NAME}', exclusive_caps on")
 
 
-def check_weights(model: str = RunConfig().model) -> Check:
+def check_model(config: RunConfig) -> tuple[Check, str | None]:
+    """The model the run would use (``auto`` resolved on this machine's device), and its name;
+    None when it cannot be used (an unknown name, a device torch does not see)."""
+    from vbg.commands.frame_path import chosen_model
+    from vbg.segmentation.models import model_info
+    from vbg.segmentation.segmenter import choose_device
+
+    try:
+        device = choose_device(config.device)
+        name, why = chosen_model(config)
+        model_info(name)
+    except VbgError as exc:
+        return Check("model", False, str(exc), "see 'vbg models' and 'vbg doctor --help'"), None
+    auto = f"auto: {why}" if config.model == "auto" else "as asked"
+    return Check("model", True, f"{name} on {device.type} ({auto})"), name
+
+
+def check_weights(model: str, weights: Path | None = None) -> Check:
+    """The model's weights: the ``weights`` file if given, else the cache. Weights that are not
+    cached yet are a warning: the first run downloads them."""
     from vbg.segmentation.models import is_cached, model_info
 
+    if weights is not None:
+        if weights.is_file():
+            return Check("model weights", True, f"{model} from {weights}")
+        return Check("model weights", False, f"--weights {weights} does not exist",
+                     "check the path, or leave out --weights for the cached weights")  # fmt: skip
     info = model_info(model)
     if is_cached(info):
         return Check("model weights", True, f"{model} cached in {info.cache_path.parent}")
-    if info.family == "mediapipe":
-        fix = f"vbg models fetch {model}"
-    else:
-        fix = (f"run 'vbg models fetch {model}' while online (the first 'vbg run' also "
-               "downloads them), or pass --weights FILE")  # fmt: skip
-    return Check("model weights", False, f"{model} is not cached ({info.cache_path})", fix)
+    return Check(
+        "model weights", False, f"{model} is not cached yet; the first run downloads it",
+        f"run 'vbg models fetch {model}' while online, or pass --weights FILE", needed=False,
+    )  # fmt: skip
+
+
+def check_file_source(source: str) -> Check:
+    """A video or picture file as the source: it opens and gives a frame."""
+    try:
+        open_source(source, realtime=False).close()
+    except VbgError as exc:
+        return Check("source", False, str(exc), "give another file or a camera index with --source")
+    return Check("source", True, f"{source} opens")
+
+
+def check_background(config: RunConfig) -> Check:
+    """The background opens (a picture, folder or video that can be read; a valid spec)."""
+    try:
+        open_background(config.background, blur_weighted=config.blur_weighted).close()
+    except VbgError as exc:
+        return Check("background", False, str(exc), "fix --background (see 'vbg --help')")
+    return Check("background", True, config.background)
+
+
+def check_recording(path: Path) -> Check:
+    """The recording's folder exists and can be written."""
+    folder = path.expanduser().parent
+    if folder.is_dir() and os.access(folder, os.W_OK):
+        return Check("recording", True, f"{path} can be written")
+    return Check("recording", False, f"cannot write into {folder}",
+                 "create the folder or pick another --record path")  # fmt: skip
 
 
 def check_display(*, system: str | None = None, env: dict[str, str] | None = None) -> Check:
@@ -171,10 +222,26 @@ def check_display(*, system: str | None = None, env: dict[str, str] | None = Non
                  "run vbg from a desktop session, or add --no-preview", needed=False)  # fmt: skip
 
 
-def run_checks() -> list[Check]:
-    """Every check, in the order ``vbg doctor`` prints them."""
+def run_checks(config: RunConfig | None = None) -> list[Check]:
+    """Every check of a run of ``config`` (default: plain ``vbg``), in the order ``vbg doctor``
+    prints them: only what that run uses (no virtual camera check with ``virtual_cam = false``)."""
+    config = config or RunConfig()
     checks = [check_python(), check_torch()]
     if checks[-1].ok:
-        checks += [check_devices(), check_weights()]
-    checks += [check_cameras(), check_virtual_camera(), check_display()]
+        checks.append(check_devices())
+        model, name = check_model(config)
+        checks.append(model)
+        if name is not None:
+            checks.append(check_weights(name, config.weights))
+    if config.camera_index is not None:
+        checks.append(check_cameras(default=config.source))
+    else:
+        checks.append(check_file_source(config.source))
+    checks.append(check_background(config))
+    if config.virtual_cam:
+        checks.append(check_virtual_camera())
+    if config.preview:
+        checks.append(check_display())
+    if config.record is not None:
+        checks.append(check_recording(config.record))
     return checks

@@ -3,6 +3,8 @@ and the :class:`FrameProcessor` around it, the same way for all three."""
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from collections.abc import Callable
 
 from vbg.compositing.backgrounds import open_background
@@ -11,16 +13,35 @@ from vbg.config import RunConfig
 from vbg.processor import FrameProcessor
 from vbg.segmentation.crop import TrackingCrop
 from vbg.segmentation.fallback import FallbackSegmenter
-from vbg.segmentation.models import model_info
-from vbg.segmentation.segmenter import Segmenter, load_segmenter, share_cores
+from vbg.segmentation.models import AUTO, auto_model, model_info
+from vbg.segmentation.segmenter import Segmenter, choose_device, load_segmenter, share_cores
 from vbg.segmentation.still import StillSceneGate
+
+log = logging.getLogger("vbg")
+
+
+def chosen_model(config: RunConfig) -> tuple[str, str]:
+    """The model a run of ``config`` uses, and why: the config's, or for ``model = "auto"``
+    the one that fits the device it runs on (:func:`auto_model`)."""
+    if config.model != AUTO:
+        return config.model, "asked for"
+    return auto_model(choose_device(config.device), config.weights)
+
+
+def resolve_model(config: RunConfig) -> tuple[RunConfig, str]:
+    """``config`` with ``model = "auto"`` replaced by the model it means here, and the line
+    that says so ("" when the config named its model)."""
+    if config.model != AUTO:
+        return config, ""
+    name, why = chosen_model(config)
+    return dataclasses.replace(config, model=name), f"model: {name} (auto: {why})"
 
 
 def load_model(config: RunConfig, *, device: str | None = None) -> Segmenter:
     """The model the config names, on ``device`` (default: the config's)."""
     on_cpu = device == "cpu"
     return load_segmenter(
-        config.model,
+        resolve_model(config)[0].model,
         weights=config.weights,
         device=device or config.device,
         inference_size=config.inference_size,
@@ -68,10 +89,13 @@ def make_processor(config: RunConfig, *, live: bool) -> FrameProcessor:
     """
     background = open_background(config.background, blur_weighted=config.blur_weighted)
     try:  # the background first: a wrong file name is found before a model is loaded
+        config, choice = resolve_model(config)
         segmenter = load_model(config)
     except BaseException:
         background.close()
         raise
+    if choice:
+        log.info(choice)
     if live:
 
         def on_cpu() -> Segmenter:

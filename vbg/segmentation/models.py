@@ -19,16 +19,19 @@ import contextlib
 import dataclasses
 import hashlib
 import importlib.util
+import json
 import logging
 import os
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.error
 import urllib.request
 import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torchvision.models import WeightsEnum, get_model_weights
@@ -44,15 +47,11 @@ MEDIAPIPE_MEMBER = "mediapipe/modules/selfie_segmentation/"
 
 @dataclasses.dataclass(frozen=True)
 class ModelInfo:
-    """A model vbg can run, with the figures ``vbg models`` shows.
-
-    ``cpu_ms`` is the measured median milliseconds per mask on a 2-core x86 CPU at the default
-    input and a 1280x720 frame (``vbg bench``).
-    """
+    """A model vbg can run. Its speed on this machine is what ``vbg bench`` measured
+    (:func:`measured_speeds`); none is written here, since it depends on the machine."""
 
     name: str
     family: str  # "torchvision" or "mediapipe"
-    cpu_ms: float
     inference_size: int = 0  # torchvision: default short side of the model input
     builder: Callable[..., torch.nn.Module] | None = None  # torchvision: the model's constructor
     input_size: tuple[int, int] = (0, 0)  # mediapipe: the fixed (width, height) of the input
@@ -80,24 +79,23 @@ class ModelInfo:
         return f"{self.inference_size} px short side"
 
 
-def _torchvision(name: str, size: int, cpu_ms: float) -> ModelInfo:
+def _torchvision(name: str, size: int) -> ModelInfo:
     builder = getattr(tv_segmentation, name)
-    return ModelInfo(name, "torchvision", cpu_ms, inference_size=size, builder=builder)
+    return ModelInfo(name, "torchvision", inference_size=size, builder=builder)
 
 
 MODELS: dict[str, ModelInfo] = {
     info.name: info
     for info in (
-        _torchvision("fcn_resnet50", 144, 409),
-        _torchvision("fcn_resnet101", 144, 502),
-        _torchvision("deeplabv3_resnet50", 144, 347),
-        _torchvision("deeplabv3_resnet101", 144, 550),
-        _torchvision("deeplabv3_mobilenet_v3_large", 256, 110),
-        _torchvision("lraspp_mobilenet_v3_large", 256, 54),
+        _torchvision("fcn_resnet50", 144),
+        _torchvision("fcn_resnet101", 144),
+        _torchvision("deeplabv3_resnet50", 144),
+        _torchvision("deeplabv3_resnet101", 144),
+        _torchvision("deeplabv3_mobilenet_v3_large", 256),
+        _torchvision("lraspp_mobilenet_v3_large", 256),
         ModelInfo(
             "mediapipe_selfie",
             "mediapipe",
-            8.8,
             input_size=(256, 256),
             file="selfie_segmentation.tflite",
             sha256="9ee168ec7c8f2a16c56fe8e1cfbc514974cbbb7e434051b455635f1bd1462f5c",
@@ -106,7 +104,6 @@ MODELS: dict[str, ModelInfo] = {
         ModelInfo(
             "mediapipe_selfie_landscape",
             "mediapipe",
-            6.8,
             input_size=(256, 144),
             file="selfie_segmentation_landscape.tflite",
             sha256="a77d03f4659b9f6b6c1f5106947bf40e99d7655094b6527f214ea7d451106edd",
@@ -114,6 +111,35 @@ MODELS: dict[str, ModelInfo] = {
         ),
     )
 }
+
+
+AUTO = "auto"
+GPU_MODEL = "fcn_resnet50"  # the design's model: fresh masks on an Apple GPU or CUDA
+CPU_MODEL = "mediapipe_selfie_landscape"  # a fresh mask with every camera frame on 2 CPU cores
+
+
+def auto_model(device: torch.device, weights: Path | None = None) -> tuple[str, str]:
+    """The model ``model = "auto"`` runs on ``device``, and why, in words for the log.
+
+    On a GPU (CUDA, MPS) ``fcn_resnet50``; on a CPU, where it makes 1-3 masks/s and the mask
+    shown is up to a second old, ``mediapipe_selfie_landscape`` (see the README's measurements).
+    A ``weights`` file decides instead: a .tflite file is a MediaPipe model (the one whose
+    checksum it has, else the landscape one), any other file a torchvision state dict."""
+    if weights is not None:
+        if weights.suffix.lower() == ".tflite":
+            digest = _sha256(weights.read_bytes()) if weights.is_file() else ""
+            for info in MODELS.values():
+                if info.family == "mediapipe" and info.sha256 == digest:
+                    return info.name, f"--weights {weights.name} is its .tflite file"
+            return CPU_MODEL, f"--weights {weights.name} is a .tflite file"
+        return GPU_MODEL, f"--weights {weights.name} is a torchvision state dict"
+    if device.type == "cpu":
+        return CPU_MODEL, (
+            f"no GPU: {GPU_MODEL} would make only 1-3 masks/s on a CPU; "
+            "--model fcn_resnet50 to use it anyway"
+        )
+    kind = "Apple GPU" if device.type == "mps" else "CUDA GPU"
+    return GPU_MODEL, f"a {kind} runs it fast enough to keep the mask fresh"
 
 
 def model_info(name: str) -> ModelInfo:
@@ -195,12 +221,15 @@ def _from_installed(info: ModelInfo) -> bytes:
 
 
 def _from_storage(info: ModelInfo) -> bytes:
+    """The file from MediaPipe's model storage, with torch's progress bar on a terminal."""
     url = MEDIAPIPE_STORAGE + info.file
-    try:
-        with urllib.request.urlopen(url, timeout=30) as response:
-            return response.read()  # type: ignore[no-any-return]
-    except (urllib.error.URLError, OSError) as exc:
-        raise LookupError(f"{url}: {getattr(exc, 'reason', exc)}") from exc
+    with tempfile.TemporaryDirectory(prefix="vbg-download-") as folder:
+        path = Path(folder) / info.file
+        try:
+            torch.hub.download_url_to_file(url, str(path), progress=sys.stderr.isatty())
+        except (urllib.error.URLError, OSError) as exc:
+            raise LookupError(f"{url}: {getattr(exc, 'reason', exc)}") from exc
+        return path.read_bytes()
 
 
 def _from_wheel(info: ModelInfo) -> bytes:
@@ -209,7 +238,7 @@ def _from_wheel(info: ModelInfo) -> bytes:
         command = [
             sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
             "--platform", "manylinux_2_17_x86_64", "--python-version", "3.11",
-            "--implementation", "cp", "--abi", "cp311",
+            "--implementation", "cp", "--abi", "cp311", "--retries", "1", "--timeout", "20",
             f"mediapipe=={MEDIAPIPE_VERSION}", "-d", folder,
         ]  # fmt: skip
         log.info(f"downloading the mediapipe {MEDIAPIPE_VERSION} wheel with pip (about 35 MB)...")
@@ -294,9 +323,41 @@ def mediapipe_file(info: ModelInfo, weights: Path | None) -> Path:
         if not weights.is_file():
             raise ModelError(f"Model file '{weights}' does not exist. Check --weights.")
         return weights
-    if not is_cached(info):
-        raise ModelError(
-            f"{info.name} is not in the model cache ({info.cache_path}). "
-            f"Run: vbg models fetch {info.name}"
-        )
+    if not is_cached(info):  # fetched on first use, as torchvision's weights are downloaded
+        log.info(f"{info.name} is not cached yet: fetching it (first run only)...")
+        return fetch_model(info.name)
     return info.cache_path
+
+
+# -- speeds measured on this machine -------------------------------------------------------
+
+
+def speeds_path() -> Path:
+    """Where ``vbg bench`` keeps the speeds it measured, for ``vbg models``."""
+    return cache_dir() / "speeds.json"
+
+
+def save_speeds(rows: Sequence[dict[str, Any]]) -> None:
+    """Keep ``vbg bench``'s model rows (model, device, ms_median, ...), newest per model and
+    device; a cache that cannot be written is only logged (the bench result is printed)."""
+    speeds = measured_speeds()
+    for row in rows:
+        speeds[f"{row['model']}@{row['device']}"] = dict(row, measured=time.strftime("%Y-%m-%d"))
+    path = speeds_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".partial")
+        partial.write_text(json.dumps(speeds, indent=1, sort_keys=True))
+        os.replace(partial, path)
+    except OSError as exc:
+        log.warning(f"could not keep the speeds in {path}: {exc}")
+
+
+def measured_speeds() -> dict[str, dict[str, Any]]:
+    """The speeds ``vbg bench`` measured on this machine, by ``MODEL@DEVICE``; empty if none
+    (or if the file is unreadable: it is only a cache)."""
+    try:
+        speeds = json.loads(speeds_path().read_text())
+    except (OSError, ValueError):
+        return {}
+    return speeds if isinstance(speeds, dict) else {}
