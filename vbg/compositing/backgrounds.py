@@ -8,6 +8,7 @@ Spec strings (``--background``): an image file, a folder of images, a video file
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -202,31 +203,64 @@ def parse_color(spec: str) -> tuple[int, int, int]:
     match = _COLOR_RE.match(spec.strip())
     if not match:
         raise BackgroundError(
-            f"Colour '{spec}' is not of the form #RRGGBB (for example color:#00B140)."
+            f"colour must be of the form #RRGGBB (for example color:#00B140), not '{spec}'."
         )
     value = int(match.group(1), 16)
     return value & 0xFF, (value >> 8) & 0xFF, value >> 16
 
 
-def open_background(spec: str, *, blur_weighted: bool = True) -> Background:
-    """Turn a ``--background`` spec into a Background; raises :class:`BackgroundError`."""
+@dataclasses.dataclass(frozen=True)
+class BackgroundSpec:
+    """A ``--background`` spec as read, before anything is opened. ``kind`` is ``none``,
+    ``blur`` (with ``strength``), ``color`` (with ``color``, B, G, R) or ``path`` (an image, a
+    folder or a video, whose file is checked only when it is opened)."""
+
+    kind: str
+    strength: float = DEFAULT_BLUR
+    color: tuple[int, int, int] = (0, 0, 0)
+    path: Path = Path()
+
+
+def parse_spec(spec: str) -> BackgroundSpec:
+    """Read a ``--background`` spec without opening anything (the config checks specs with it).
+
+    Raises :class:`BackgroundError` for an empty spec, a blur strength that is not a number from
+    1 to 200 or a colour that is not ``#RRGGBB``; a file that is missing is found only by
+    :func:`open_background`."""
     text = spec.strip()
     lower = text.lower()
+    if not text:
+        raise BackgroundError(
+            "the background is empty: give an image, a folder of images, a video, blur, "
+            "blur:STRENGTH, color:#RRGGBB or none."
+        )
     if lower == "none":
-        return PassThrough()
-    if lower == "blur" or lower.startswith("blur:"):
-        if lower == "blur":
-            return BlurBackground(weighted=blur_weighted)
+        return BackgroundSpec("none")
+    if lower == "blur":
+        return BackgroundSpec("blur")
+    if lower.startswith("blur:"):
         try:
             strength = float(lower.split(":", 1)[1])
         except ValueError:
             strength = -1.0
-        if not 1 <= strength <= 200:
-            raise BackgroundError(f"'{spec}': blur strength must be a number from 1 to 200.")
-        return BlurBackground(strength, weighted=blur_weighted)
+        if not 1 <= strength <= 200:  # written so that NaN fails too
+            raise BackgroundError(f"blur strength must be a number from 1 to 200, not '{spec}'.")
+        return BackgroundSpec("blur", strength=strength)
     if lower.startswith(("color:", "colour:")):
-        return ColorBackground(parse_color(text.split(":", 1)[1]))
-    path = Path(text).expanduser()
+        return BackgroundSpec("color", color=parse_color(text.split(":", 1)[1]))
+    return BackgroundSpec("path", path=Path(text).expanduser())
+
+
+def open_background(spec: str, *, blur_weighted: bool = True) -> Background:
+    """Turn a ``--background`` spec into a Background; raises :class:`BackgroundError`."""
+    parsed = parse_spec(spec)
+    if parsed.kind == "none":
+        return PassThrough()
+    if parsed.kind == "blur":
+        return BlurBackground(parsed.strength, weighted=blur_weighted)
+    if parsed.kind == "color":
+        return ColorBackground(parsed.color)
+    path = parsed.path
     if path.is_dir():
         return FolderBackground(path)
     if not path.is_file():
