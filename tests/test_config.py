@@ -38,7 +38,12 @@ def test_unknown_key_suggests_the_right_one() -> None:
     [
         ({"preview": "yes"}, "'preview' must be true or false"),
         ({"width": 640.5, "height": 360}, "'width' must be a whole number"),
-        ({"width": 640}, "'width' and 'height' must be given together"),
+        ({"width": 640}, "'width' needs 'height' too"),
+        ({"width": 641}, "'width' needs 'height' too .*, and must be an even number"),
+        ({"model": "fcn_resnet5"}, "'model' must be auto or one of .*Did you mean 'fcn_resnet50'"),
+        ({"background": "color:#zz0000"}, "'background': colour must be of the form #RRGGBB"),
+        ({"background": "blur:0"}, "'background': blur strength must be a number from 1 to 200"),
+        ({"crop": "of"}, "'crop' must be one of auto, on, off, not 'of'. Did you mean 'off'"),
         ({"width": 641, "height": 360}, "'width' must be an even number"),
         ({"fps": -1}, "'fps' must be between 0 and 240"),
         ({"device": "tpu"}, "'device' must be one of auto, cpu, cuda, mps"),

@@ -10,13 +10,13 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from vbg.errors import ConfigError
+from vbg.errors import BackgroundError, ConfigError
 from vbg.mask_filters import MaskOptions
-from vbg.segmentation.options import DEVICES, MODES, PRECISIONS
+from vbg.segmentation.options import AUTO_MODEL, DEVICES, MODEL_NAMES, MODES, PRECISIONS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,7 +26,7 @@ class RunConfig:
     source: str = "0"  # camera index, or a video or image file
     loop: bool = False  # repeat a file source forever
     background: str = "blur"  # image, folder, video, blur[:STRENGTH], color:#RRGGBB, none
-    model: str = "fcn_resnet50"
+    model: str = "auto"  # auto: fcn_resnet50 on a GPU, mediapipe_selfie_landscape on a CPU
     weights: Path | None = None  # local state dict; None: the torchvision weights API
     device: str = "auto"
     precision: str = "auto"  # auto (float32), float32 or float16
@@ -74,6 +74,7 @@ class RunConfig:
 
 _PATH_KEYS = {"weights", "record", "stats", "record_dir"}
 _OPTIONAL_PATH_KEYS = {"weights", "record", "stats"}
+MODEL_CHOICES = (AUTO_MODEL, *MODEL_NAMES)
 
 
 def _field_types() -> dict[str, type]:
@@ -84,13 +85,41 @@ def _field_types() -> dict[str, type]:
     return types
 
 
-def _did_you_mean(key: str, known: list[str]) -> str:
-    close = difflib.get_close_matches(key, known, n=1)
-    return f" Did you mean '{close[0]}'?" if close else ""
+def did_you_mean(word: str, known: Iterable[str] | Mapping[str, str]) -> str:
+    """`` Did you mean 'X'?`` for the message about a mistyped ``word``, or ``""`` when nothing
+    in ``known`` is close (difflib): the one wording of vbg's suggestions, for config keys,
+    values, flags and commands. ``known`` may map each name compared to what is suggested (a
+    flag without its dashes to the flag)."""
+    close = difflib.get_close_matches(word, list(known), n=1)
+    if not close:
+        return ""
+    meant = known[close[0]] if isinstance(known, Mapping) else close[0]
+    return f" Did you mean '{meant}'?"
 
 
-def _convert(key: str, value: Any, want: type, origin: str) -> Any:
-    where = f"{origin}: '{key}'"
+def flag_for(key: str) -> str:
+    """The ``vbg run`` flag that sets config key ``key`` (``mask_smoothing`` ->
+    ``--mask-smoothing``)."""
+    return "--" + key.replace("_", "-")
+
+
+class _Names:
+    """How a message names a key: by its flag (``--mask-smoothing``) when the value came from the
+    command line, else as ``FILE: 'mask_smoothing'``."""
+
+    def __init__(self, origin: str, flags: Collection[str]) -> None:
+        self.origin = origin
+        self.flags = flags
+
+    def __call__(self, key: str) -> str:
+        return flag_for(key) if key in self.flags else f"{self.origin}: '{key}'"
+
+    def beside(self, key: str, other: str) -> str:
+        """``other``, a key that was not given, named the way ``key`` was given."""
+        return flag_for(other) if key in self.flags else f"'{other}'"
+
+
+def _convert(key: str, value: Any, want: type, where: str) -> Any:
     if want is bool:
         if isinstance(value, bool):
             return value
@@ -114,17 +143,20 @@ def _convert(key: str, value: Any, want: type, origin: str) -> Any:
     return value
 
 
-def _check_ranges(config: RunConfig, origin: str) -> None:
-    def fail(key: str, rule: str) -> None:
-        raise ConfigError(f"{origin}: '{key}' {rule}, not {getattr(config, key)!r}.")
+def _check_ranges(config: RunConfig, name: _Names) -> None:
+    def fail(key: str, rule: str, hint: str = "") -> None:
+        raise ConfigError(f"{name(key)} {rule}, not {getattr(config, key)!r}.{hint}")
 
-    if config.device not in DEVICES:
-        fail("device", "must be one of " + ", ".join(DEVICES))
-    if config.precision not in PRECISIONS:
-        fail("precision", "must be one of " + ", ".join(PRECISIONS))
-    for key in ("crop", "sync"):
-        if getattr(config, key) not in MODES:
-            fail(key, "must be one of " + ", ".join(MODES))
+    for key, choices in (
+        ("device", DEVICES), ("precision", PRECISIONS), ("crop", MODES), ("sync", MODES)
+    ):  # fmt: skip
+        value = getattr(config, key)
+        if value not in choices:
+            fail(key, "must be one of " + ", ".join(choices), did_you_mean(value, choices))
+    if config.model not in MODEL_CHOICES:
+        rule = f"must be {AUTO_MODEL} or one of {', '.join(MODEL_NAMES)} (see 'vbg models')"
+        fail("model", rule, did_you_mean(config.model, MODEL_CHOICES))
+    _check_background(config.background, name("background"))
     if not config.source:
         fail("source", "must be a camera index or a file path")
     for key in ("width", "height", "max_frames", "inference_size"):
@@ -132,12 +164,18 @@ def _check_ranges(config: RunConfig, origin: str) -> None:
             fail(key, "must be 0 or more")
     if config.inference_size and not 32 <= config.inference_size <= 2048:
         fail("inference_size", "must be between 32 and 2048 (or 0 for the model's default)")
-    if (config.width == 0) != (config.height == 0):
-        fail("width", "and 'height' must be given together")
-    for key in ("width", "height"):
+    even = "must be an even number between 16 and 7680"
+    for key, other in (("width", "height"), ("height", "width")):
         value = getattr(config, key)
-        if value and (value < 16 or value > 7680 or value % 2):
-            fail(key, "must be an even number between 16 and 7680")
+        wrong = value and (value < 16 or value > 7680 or value % 2)
+        if value and not getattr(config, other):
+            both = "give both, or neither for the source's own size"
+            needs = f"needs {name.beside(key, other)} too ({both})"
+            if wrong:
+                fail(key, f"{needs}, and {even}")
+            raise ConfigError(f"{name(key)} {needs}.")
+        if wrong:
+            fail(key, even)
     if not 0 <= config.fps <= 240:  # written so that NaN fails too
         fail("fps", "must be between 0 and 240")
     if not 0.0 <= config.mask_smoothing < 1.0:
@@ -152,21 +190,37 @@ def _check_ranges(config: RunConfig, origin: str) -> None:
         fail("light_wrap", "must be between 0 and 1")
 
 
-def config_from_mapping(values: Mapping[str, Any], origin: str = "config") -> RunConfig:
+def _check_background(spec: str, where: str) -> None:
+    """The spec's form (a blur strength, a colour); whether its file exists is found when it is
+    opened, as for a source."""
+    # Imported here: it brings OpenCV and NumPy, which 'vbg --help' does without.
+    from vbg.compositing.backgrounds import parse_spec
+
+    try:
+        parse_spec(spec)
+    except BackgroundError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def config_from_mapping(
+    values: Mapping[str, Any], origin: str = "config", *, flags: Collection[str] = ()
+) -> RunConfig:
     """Validate ``values`` (TOML keys or CLI overrides) into a :class:`RunConfig`.
 
-    ``origin`` names where the values came from, so the error can point at it.
+    ``origin`` names where the values came from (a config file), so an error can point at it;
+    ``flags`` are the keys whose values came from command-line flags, which an error names by the
+    flag instead (``mask_smoothing`` -> ``--mask-smoothing``).
     Raises :class:`ConfigError` for an unknown key, a wrong type or an out-of-range value.
     """
+    name = _Names(origin, flags)
     types = _field_types()
-    known = sorted(types)
     converted: dict[str, Any] = {}
     for key, value in values.items():
         if key not in types:
-            raise ConfigError(f"{origin}: unknown key '{key}'.{_did_you_mean(key, known)}")
-        converted[key] = _convert(key, value, types[key], origin)
+            raise ConfigError(f"{origin}: unknown key '{key}'.{did_you_mean(key, sorted(types))}")
+        converted[key] = _convert(key, value, types[key], name(key))
     config = RunConfig(**converted)
-    _check_ranges(config, origin)
+    _check_ranges(config, name)
     return config
 
 

@@ -2,13 +2,14 @@
 ``doctor``.
 
 The only place where a config file and flags become a :class:`RunConfig`, and where a
-:class:`VbgError` becomes one line on stderr and a non-zero exit code.
+:class:`VbgError` becomes one line on stderr and an exit code (the rule: vbg.errors).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import re
 import signal
 import sys
 from collections.abc import Sequence
@@ -17,23 +18,135 @@ from types import FrameType
 from typing import Any, NoReturn
 
 from vbg import log as messages
-from vbg.config import MODES, RunConfig, config_from_mapping, read_config_file
-from vbg.errors import ConfigError, ModelError, VbgError
-from vbg.segmentation.options import DEVICES, FETCH_SOURCES, PRECISIONS
+from vbg.config import (
+    MODES,
+    RunConfig,
+    config_from_mapping,
+    did_you_mean,
+    flag_for,
+    read_config_file,
+)
+from vbg.errors import ConfigError, VbgError
+from vbg.segmentation.options import DEVICES, FETCH_SOURCES, MODEL_NAMES, PRECISIONS
 
 log = logging.getLogger("vbg")
-SUBCOMMANDS = ("run", "process", "models", "eval", "bench", "doctor")
 _VERBOSITY_FLAGS = ("-v", "--verbose", "-q", "--quiet")
+_NEGATIVE_NUMBER = re.compile(r"^-\d+$|^-\d*\.\d+$")  # argparse reads these as values, not flags
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports a bad flag as one line, without the usage block."""
+    """argparse that reports a bad flag as one line, without the usage block, and says what was
+    meant: the flag, choice or command closest to the one typed, or the command a flag is of."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.commands: dict[str, _Parser] = {}  # all of vbg's commands (set by _build_parser)
 
     def error(self, message: str) -> NoReturn:
         if not messages.is_set_up():  # parsed without main(), as a program embedding vbg may
             messages.setup()
         log.error("%s (see '%s --help')", message, self.prog)
         raise SystemExit(2)
+
+    def parse_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: None = None
+    ) -> argparse.Namespace:
+        """argparse's, with mistyped flags found first: ``vbg process --loop`` says that --loop
+        is a flag of ``vbg run`` rather than that the input is missing."""
+        arguments = list(sys.argv[1:] if args is None else args)
+        # The top's own flags (-h, -v, -q) take no value: the first other word is the command.
+        first = next((i for i, word in enumerate(arguments) if not word.startswith("-")), None)
+        if first is None:
+            own, rest = self, arguments
+        elif arguments[first] in self.commands:
+            own, rest = self.commands[arguments[first]], arguments[first + 1 :]
+        else:  # an unknown command: argparse says so first
+            own, rest = self, []
+        unknown = own.unknown_flags(rest)
+        if unknown:
+            own.error(own.explain_unknown(unknown))
+        parsed, extras = self.parse_known_args(arguments, namespace)
+        if extras:
+            own.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
+
+    def flags(self) -> list[str]:
+        """Every flag of this parser (-h, --help, --no-mirror, ...)."""
+        return list(self._option_string_actions)  # argparse keeps no public list of them
+
+    def unknown_flags(self, arguments: Sequence[str]) -> list[str]:
+        """The flags in ``arguments`` that this parser does not know, as typed (without a
+        ``=VALUE``); a long flag may be cut short, as argparse allows (``--mask-smooth``)."""
+        known = self.flags()
+        unknown = []
+        for word in arguments:
+            if word == "--":  # the rest are not flags
+                break
+            if not word.startswith("-") or word == "-" or _NEGATIVE_NUMBER.match(word):
+                continue
+            if word.startswith("--"):
+                typed = word.split("=", 1)[0]
+                if not any(flag.startswith(typed) for flag in known if flag.startswith("--")):
+                    unknown.append(typed)
+            elif word[:2] not in known:
+                unknown.append(word)
+        return list(dict.fromkeys(unknown))  # each once
+
+    def explain_unknown(self, unknown: list[str]) -> str:
+        """``unknown flag --x.`` with, for each, the flag meant or the command it is a flag of."""
+        hints = []
+        own = {flag.lstrip("-"): flag for flag in self.flags() if flag.startswith("--")}
+        for typed in unknown:
+            elsewhere = [
+                f"'{other.prog}'"
+                for other in self.commands.values()
+                if other is not self and typed in other.flags()
+            ]
+            if elsewhere:
+                hints.append(f" {typed} is a flag of {_either(elsewhere)}, not of '{self.prog}'.")
+            else:
+                hints.append(did_you_mean(typed.lstrip("-"), own))
+        plural = "s" if len(unknown) > 1 else ""
+        return _sentence(f"unknown flag{plural} {', '.join(unknown)}", "".join(hints))
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        # argparse's check of a choice (a private method: Python 3.11 has no "did you mean").
+        if action.choices is None or value in action.choices:
+            return
+        names = [str(choice) for choice in action.choices]
+        listed = _sentence(
+            f"'{value}' (choose from {', '.join(names)})", did_you_mean(str(value), names)
+        )
+        if action.dest == "command":
+            self.error(f"unknown command {listed}")
+        raise argparse.ArgumentError(action, f"invalid choice: {listed}")
+
+
+def _sentence(message: str, hint: str) -> str:
+    """``message``, and the ``hint`` (a sentence with a space before it) if there is one."""
+    return f"{message}.{hint}" if hint else message
+
+
+def _either(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def _add_key(
+    parser: argparse.ArgumentParser, key: str, text: str, default: str = "", **kwargs: Any
+) -> None:
+    """The flag of config key ``key`` (``--mask-smoothing``): its type, on/off form and
+    ``(default: ...)`` from RunConfig, ``default`` in words where the value alone says little."""
+    value = getattr(RunConfig(), key)
+    if isinstance(value, bool):
+        kwargs.setdefault("action", argparse.BooleanOptionalAction)
+        default = default or ("on" if value else "off")
+    elif isinstance(value, int | float):
+        kwargs.setdefault("type", type(value))
+        default = default or f"{value:g}"
+    elif isinstance(value, str):
+        default = default or value
+    text = f"{text} (default: {default})" if default else text
+    parser.add_argument(flag_for(key), help=text, **kwargs)
 
 
 def _add_verbosity_flags(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
@@ -50,92 +163,106 @@ def _add_verbosity_flags(parser: argparse.ArgumentParser, *, top: bool = False) 
 
 
 def _add_model_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", help="segmentation model (see 'vbg models'); fcn_resnet50")
-    parser.add_argument("--weights", help="local state dict file for the model")
-    parser.add_argument("--device", choices=DEVICES, help="where the model runs; auto")
-    parser.add_argument(
-        "--precision", choices=PRECISIONS, help="auto (float32), float32 or float16; auto"
+    _add_key(
+        parser, "model", "segmentation model: auto, or a model of 'vbg models'", metavar="NAME",
+        default="auto, which is fcn_resnet50 on a GPU and mediapipe_selfie_landscape on a CPU",
+    )  # fmt: skip
+    _add_key(
+        parser, "weights", "local weights file: a state dict (.pt, .pth) for a torchvision "
+        "model, the .tflite file for a MediaPipe one", metavar="PATH",
+        default="downloaded or fetched on first use, then cached",
+    )  # fmt: skip
+    _add_key(
+        parser, "device", "where the model runs: auto takes an Apple GPU, else CUDA, else the CPU",
+        choices=DEVICES,
+    )  # fmt: skip
+    _add_key(
+        parser, "precision", "auto is float32, float16 may pay on some GPUs", choices=PRECISIONS
     )
-    parser.add_argument(
-        "--inference-size", type=int, help="short side of the model input in pixels; per model"
-    )
-    parser.add_argument(
-        "--crop", choices=MODES,
-        help="the model looks at the person(s), not the whole frame; auto (where it pays)",
+    _add_key(
+        parser, "inference_size", "short side of the model input, 32-2048", metavar="PIXELS",
+        default="0, the model's own",
+    )  # fmt: skip
+    _add_key(
+        parser, "crop", "the model looks at the person(s), not the whole frame: auto where it pays",
+        choices=MODES,
     )  # fmt: skip
 
 
 def _add_mask_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--mask-smoothing", type=float, help="temporal smoothing 0-<1; 0.8")
-    parser.add_argument("--hysteresis", type=float, help="hold near-threshold values; 0.05")
-    parser.add_argument(
-        "--propagate", action=argparse.BooleanOptionalAction,
-        help="move the mask along the optical flow between model results; on",
+    _add_key(parser, "mask_smoothing", "temporal smoothing of the mask, at least 0 and below 1")
+    _add_key(
+        parser, "hysteresis",
+        "hold mask values near the threshold until they move this much, 0 to below 0.5",
     )  # fmt: skip
-    parser.add_argument(
-        "--refine", action=argparse.BooleanOptionalAction,
-        help="guided upsampling so edges follow the frame; on",
+    _add_key(parser, "propagate", "move the mask along the optical flow between model results")
+    _add_key(parser, "refine", "guided upsampling so edges follow the frame")
+    _add_key(
+        parser, "edge_contrast",
+        "with --refine, make the room's side of the edge this many times steeper, 1-10",
     )  # fmt: skip
-    parser.add_argument(
-        "--edge-contrast", type=float,
-        help="with --refine, make the room's side of the edge this many times steeper (1-10); 3",
-    )  # fmt: skip
-    parser.add_argument("--feather", type=float, help="soften the edge by this many pixels; 0")
+    _add_key(parser, "feather", "soften the edge by this many pixels, 0-50", metavar="PIXELS")
 
 
 def _add_sync_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--sync", choices=MODES,
-        help="each frame waits for its own mask: auto (while the model keeps up), on, off; auto",
+    _add_key(
+        parser, "sync", "each frame waits for its own mask: auto while the model keeps up",
+        choices=MODES,
     )  # fmt: skip
 
 
 def _add_frame_path_flags(parser: argparse.ArgumentParser) -> None:
     """The options of the one frame path (model, mask filters, compositing) and ``--config``:
     the same for ``run``, ``process`` and ``eval``, checked by the same code (vbg.config)."""
-    parser.add_argument("--config", type=Path, help="TOML config file (see configs/default.toml)")
     parser.add_argument(
-        "--background",
-        help="image, folder of images, video, blur, blur:STRENGTH, color:#RRGGBB or none; blur",
-    )
+        "--config", type=Path, metavar="FILE",
+        help="TOML file whose keys set these options, flags win (see configs/default.toml)",
+    )  # fmt: skip
+    _add_key(
+        parser, "background", "image, folder of images, video, blur, blur:STRENGTH (1-200), "
+        "color:#RRGGBB or none", metavar="SPEC",
+    )  # fmt: skip
     _add_model_flags(parser)
     _add_mask_flags(parser)
-    parser.add_argument(
-        "--blur-weighted", action=argparse.BooleanOptionalAction,
-        help="blur backgrounds without the person's colours (no halo); on",
-    )  # fmt: skip
-    parser.add_argument("--light-wrap", type=float, help="background light on the edge, 0-1; 0")
-    parser.add_argument("--mirror", action=argparse.BooleanOptionalAction, help="flip left-right")
+    _add_key(parser, "blur_weighted", "blur backgrounds without the person's colours (no halo)")
+    _add_key(parser, "light_wrap", "background light on the edge, 0-1")
+    _add_key(parser, "mirror", "flip the camera's picture left-right")
 
 
-def _build_parser() -> argparse.ArgumentParser:
+def _build_parser() -> _Parser:
     parser = _Parser(prog="vbg", description="Live webcam virtual background.")
     _add_verbosity_flags(parser, top=True)
     commands = parser.add_subparsers(dest="command", parser_class=_Parser)
 
     run = commands.add_parser("run", help="live: camera -> virtual camera, preview, recording")
     _add_verbosity_flags(run)
-    run.add_argument("--source", help="camera index (0) or a video or image file")
-    run.add_argument("--loop", action=argparse.BooleanOptionalAction, help="repeat a file source")
+    _add_key(run, "source", "camera index or a video or image file")
+    _add_key(run, "loop", "repeat a file source")
     _add_frame_path_flags(run)
-    run.add_argument(
-        "--skip-still", action=argparse.BooleanOptionalAction,
-        help="reuse the mask while the picture does not change (less CPU); on",
-    )  # fmt: skip
+    _add_key(run, "skip_still", "reuse the mask while the picture does not change, less CPU")
     _add_sync_flag(run)
-    run.add_argument("--width", type=int, help="frame width to ask the camera for / output")
-    run.add_argument("--height", type=int, help="frame height to ask the camera for / output")
-    run.add_argument("--fps", type=float, help="frame rate to ask the camera for / output")
-    run.add_argument(
-        "--virtual-cam", action=argparse.BooleanOptionalAction, help="send to the virtual camera"
-    )
-    run.add_argument("--preview", action=argparse.BooleanOptionalAction, help="preview window")
-    run.add_argument(
-        "--record", help="also record the output to this file (.mkv plays even after a crash; .mp4)"
-    )
-    run.add_argument("--record-dir", help="folder for recordings and snapshots made with keys")
-    run.add_argument("--max-frames", type=int, help="stop after this many output frames")
-    run.add_argument("--stats", help="write run statistics as JSON to this file at exit")
+    own = "0, the source's own, a camera is asked for"
+    _add_key(
+        run, "width", "even frame width to ask the camera for and to output, with --height",
+        default=f"{own} 1280",
+    )  # fmt: skip
+    _add_key(
+        run, "height", "even frame height to ask the camera for and to output, with --width",
+        default=f"{own} 720",
+    )  # fmt: skip
+    _add_key(run, "fps", "frame rate to ask the camera for and to output", default=f"{own} 30")
+    _add_key(run, "virtual_cam", "send to the virtual camera")
+    _add_key(run, "preview", "show a preview window")
+    _add_key(
+        run, "record", "also record the output to this file, .mkv (plays even after a crash) "
+        "or .mp4", metavar="FILE",
+    )  # fmt: skip
+    _add_key(
+        run, "record_dir", "folder for recordings and snapshots made with the preview's keys",
+        metavar="FOLDER", default="the current folder",
+    )  # fmt: skip
+    _add_key(run, "max_frames", "stop after this many output frames", default="0, run until quit")
+    _add_key(run, "stats", "write run statistics as JSON to this file at exit", metavar="FILE")
 
     process = commands.add_parser("process", help="offline: one photo or video file")
     _add_verbosity_flags(process)
@@ -148,17 +275,18 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_verbosity_flags(evaluate)
     evaluate.add_argument(
         "--data", type=Path, required=True,
-        help="folder: images|frames, masks; or a video file (its flicker only)",
+        help="a folder with images/ or frames/ and masks/, or a video file (its flicker only)",
     )  # fmt: skip
     evaluate.add_argument("--subset", help="only rows of DATA/stats.csv where this column is 1")
     evaluate.add_argument("--json", type=Path, help="also write the scores as JSON here")
     evaluate.add_argument(
         "--replay-fps", type=float, default=0.0,
-        help="replay a video as a live camera at this rate and score what a viewer sees",
+        help="replay a video as a live camera at this rate and score what a viewer sees "
+        "(default: 0, no replay)",
     )  # fmt: skip
     evaluate.add_argument(
         "--latency-ms", type=float, default=0.0,
-        help="with --replay-fps: the model's time per mask (0: as measured)",
+        help="with --replay-fps: the model's time per mask (default: 0, as measured)",
     )  # fmt: skip
     _add_sync_flag(evaluate)
     _add_frame_path_flags(evaluate)
@@ -167,7 +295,8 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_verbosity_flags(bench)
     bench.add_argument(
         "--source", default="0",
-        help="camera index or video file, played as a 30 fps 1280x720 camera (a video loops); 0",
+        help="camera index or video file, played as a 30 fps 1280x720 camera, a video looping "
+        "(default: 0)",
     )  # fmt: skip
     bench.add_argument(
         "--still", type=Path, metavar="PICTURE",
@@ -175,18 +304,33 @@ def _build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     bench.add_argument(
         "--background-image", type=Path, metavar="PATH",
-        help="picture the compositor part times; the source's first frame",
+        help="picture the compositor part times (default: the source's first frame)",
     )  # fmt: skip
     bench.add_argument(
         "--background-video", type=Path, metavar="PATH",
         help="also time the compositor with this video as the background",
     )  # fmt: skip
-    bench.add_argument("--models", nargs="+", help="models to time; all")
-    bench.add_argument("--devices", nargs="+", choices=DEVICES, default=["cpu"], help="cpu")
-    bench.add_argument("--seconds", type=float, default=10.0, help="pipeline run per model; 10")
-    bench.add_argument("--repeat", type=int, default=20, help="timed runs per model; 20")
-    bench.add_argument("--pipeline-models", nargs="*", help="models for the pipeline part; all")
-    bench.add_argument("--precision", choices=PRECISIONS, default="auto", help="auto")
+    bench.add_argument(
+        "--models", nargs="+", metavar="NAME",
+        help="models to time, of 'vbg models' (default: all)",
+    )  # fmt: skip
+    bench.add_argument(
+        "--devices", nargs="+", choices=DEVICES, default=["cpu"], metavar="DEVICE",
+        help=f"where to time the models, one or more of {', '.join(DEVICES)} (default: cpu)",
+    )  # fmt: skip
+    bench.add_argument(
+        "--seconds", type=float, default=10.0,
+        help="how long the pipeline part runs each model (default: 10)",
+    )  # fmt: skip
+    bench.add_argument("--repeat", type=int, default=20, help="timed runs per model (default: 20)")
+    bench.add_argument(
+        "--pipeline-models", nargs="*", metavar="NAME",
+        help="models for the pipeline part, none if no name follows (default: those of --models)",
+    )  # fmt: skip
+    bench.add_argument(
+        "--precision", choices=PRECISIONS, default="auto",
+        help="auto is float32, float16 may pay on some GPUs (default: auto)",
+    )  # fmt: skip
     bench.add_argument(
         "--no-skip-still",
         dest="skip_still",
@@ -196,8 +340,16 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_sync_flag(bench)
     bench.add_argument("--json", type=Path, help="also write the figures as JSON here")
 
-    doctor = commands.add_parser("doctor", help="check what 'vbg run' needs, each with its fix")
+    doctor = commands.add_parser(
+        "doctor", help="check what 'vbg run' needs, each with its fix",
+        description="Check what 'vbg run' with the same --config, --model and --source would "
+        "use (by default what plain 'vbg' uses): the model and its weights, the camera, the "
+        "virtual camera and the display, each with its fix.",
+    )  # fmt: skip
     _add_verbosity_flags(doctor)
+    doctor.add_argument("--config", type=Path, help="TOML config file of the run to check")
+    doctor.add_argument("--model", help="model of the run to check (default: the config's)")
+    doctor.add_argument("--source", help="camera index or video file of the run to check")
     models = commands.add_parser("models", help="list the models; 'fetch NAME' caches weights")
     _add_verbosity_flags(models)
     models.add_argument("action", nargs="?", default="list", help="list (default) or fetch")
@@ -206,6 +358,8 @@ def _build_parser() -> argparse.ArgumentParser:
         "--from", dest="sources", action="append", choices=FETCH_SOURCES,
         help="where to fetch MediaPipe files from (repeatable); all, in order, by default",
     )  # fmt: skip
+    for command in (parser, *commands.choices.values()):  # each says where a flag belongs
+        command.commands = commands.choices
     return parser
 
 
@@ -215,42 +369,20 @@ def _flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def build_config(args: argparse.Namespace) -> RunConfig:
-    """Defaults, then the ``--config`` file, then flags; validated once."""
+    """Defaults, then the ``--config`` file, then flags; validated once. An error names the
+    flag typed, or the file and the key when the value came from the file."""
     values: dict[str, Any] = {}
     if args.config is not None:
         values = read_config_file(args.config)
-        config_from_mapping(values, origin=str(args.config))  # report file errors against the file
-    values.update(_flag_overrides(args))
-    return config_from_mapping(values, origin="command line")
+    flags = _flag_overrides(args)
+    values.update(flags)
+    return config_from_mapping(values, origin=str(args.config or "config"), flags=set(flags))
 
 
 def _models(args: argparse.Namespace) -> int:
-    from vbg.segmentation.models import MODELS, fetch_model, is_cached
+    from vbg.commands.models import models_command
 
-    if args.action == "fetch":
-        if not args.names:
-            raise ModelError(
-                "Name the models to fetch, for example: vbg models fetch mediapipe_selfie"
-            )
-        for name in args.names:
-            print(fetch_model(name, sources=args.sources or FETCH_SOURCES))
-        return 0
-    if args.action != "list":
-        raise ModelError(f"Unknown 'vbg models' action '{args.action}'; use list or fetch.")
-    print(f"{'model':<30} {'input':>18} {'CPU ms/mask':>12} {'masks/s':>8}  weights")
-    for info in MODELS.values():
-        if is_cached(info):
-            cached = "cached"
-        elif info.family == "mediapipe":
-            cached = f"not cached: vbg models fetch {info.name}"
-        else:
-            cached = "not cached (downloaded on first use)"
-        print(
-            f"{info.name:<30} {info.input_label:>18} {info.cpu_ms:>12.0f} "
-            f"{1000 / info.cpu_ms:>8.1f}  {cached}"
-        )
-    print("CPU figures: 2-core x86 CPU, 1280x720 frames, measured with 'vbg bench'.")
-    return 0
+    return models_command(args.action, args.names, args.sources or FETCH_SOURCES)
 
 
 def _process(args: argparse.Namespace) -> int:
@@ -295,15 +427,18 @@ def _eval(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace) -> int:
     from vbg.commands.bench import format_bench, run_bench, write_json
-    from vbg.segmentation.models import MODELS, model_info
 
-    models = args.models or list(MODELS)
-    for name in [*models, *(args.pipeline_models or [])]:
-        model_info(name)  # an unknown name fails here, before anything runs
+    for flag, names in (("--models", args.models), ("--pipeline-models", args.pipeline_models)):
+        for name in names or []:  # an unknown name fails here, before anything runs
+            if name not in MODEL_NAMES:
+                raise ConfigError(
+                    f"Unknown model '{name}' in {flag}: choose from {', '.join(MODEL_NAMES)} "
+                    f"(see 'vbg models').{did_you_mean(name, MODEL_NAMES)}"
+                )
     if args.seconds <= 0 or args.repeat <= 0:
         raise ConfigError("--seconds and --repeat must be more than 0.")
     result = run_bench(
-        models=models,
+        models=args.models or list(MODEL_NAMES),
         source=args.source,
         still=args.still,
         background_image=args.background_image,
@@ -343,10 +478,10 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _doctor() -> int:
+def _doctor(args: argparse.Namespace) -> int:
     from vbg.commands.doctor import run_checks
 
-    checks = run_checks()
+    checks = run_checks(build_config(args))
     for check in checks:
         print(check.line())
     missing = [check.name for check in checks if check.needed and not check.ok]
@@ -358,16 +493,19 @@ def _doctor() -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``vbg`` command; returns the exit code."""
+    """Entry point of the ``vbg`` command; returns the exit code (the rule: vbg.errors)."""
     messages.setup()
     arguments = list(sys.argv[1:] if argv is None else argv)
     leading = 0
     while leading < len(arguments) and arguments[leading] in _VERBOSITY_FLAGS:
         leading += 1
     rest = arguments[leading:]
-    if not rest or rest[0] not in (*SUBCOMMANDS, "-h", "--help"):
+    if not rest or (rest[0].startswith("-") and rest[0] not in ("-h", "--help")):
         arguments.insert(leading, "run")  # plain 'vbg' and 'vbg --flags' mean 'vbg run'
-    args = _build_parser().parse_args(arguments)
+    try:  # a word that is no command ('vbg proces') is argparse's to report
+        args = _build_parser().parse_args(arguments)
+    except SystemExit as exc:  # --help (0) or a usage error, already reported (2)
+        return exc.code if isinstance(exc.code, int) else 2
     messages.setup(args.verbosity)
     import cv2  # here, not at the top: --help and flag errors answer without it
 
@@ -382,7 +520,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "bench":
             return _bench(args)
         if args.command == "doctor":
-            return _doctor()
+            return _doctor(args)
         return _run(args)
     except VbgError as exc:
         log.error("%s", exc)
