@@ -54,6 +54,13 @@ class Compositor:
 
     A background that fails while it is shown (a video that stops decoding) is replaced by the
     one shown before it (or the blurred room), with a message for the user (logged).
+
+    ``mirror`` flips the camera's picture left-right (the person, and the room where the room is
+    shown: pass-through, blur), never a picture, video or colour background, so text in a
+    background stays readable. Frames and masks come in and stay in the camera's order: the
+    composite is made unflipped over the background flipped, and the result flipped once, so a
+    still background is flipped once (not per frame) and the mask filters before the compositor
+    never see the mirror (turning it on or off is not a jump in the picture they follow).
     """
 
     def __init__(
@@ -67,6 +74,8 @@ class Compositor:
         self._inverse: Mask = np.zeros((0, 0), np.float32)
         self._wrap_source: Frame | None = None
         self._wrap_blurred: Frame | None = None
+        self._flip_source: Frame | None = None
+        self._flipped: Frame | None = None
 
     @property
     def background(self) -> Background:
@@ -96,9 +105,11 @@ class Compositor:
     def composite(self, frame: Frame, mask: Mask | None, t: float) -> Frame:
         """The output frame for ``frame`` (H x W x 3 uint8 BGR) at time ``t`` seconds.
 
-        ``mask`` (H x W float32) is the person mask for this frame; None (no mask yet) shows only
-        the background, so the room is never shown by accident.
+        ``mask`` (H x W float32) is the person mask for this frame, in the camera's order like
+        the frame (not mirrored); None (no mask yet) shows only the background, so the room is
+        never shown by accident.
         """
+        mirror = self.mirror  # read once: the key may turn it over during this frame
         chosen = self.background
         if isinstance(chosen, PassThrough):
             out = frame
@@ -107,18 +118,32 @@ class Compositor:
             chosen = self.background
             if background is None:
                 out = frame
-            elif mask is None:
-                out = background.copy()  # backgrounds cache their frame; sinks get their own
             else:
-                if self._inverse.shape != mask.shape:
-                    self._inverse = np.empty_like(mask)
-                np.subtract(1.0, mask, out=self._inverse)  # reused: no new full-size buffer
-                out = composite(frame, mask, background, self._inverse)
-                if self.light_wrap > 0 and not isinstance(chosen, BlurBackground):
-                    out = self._wrap(out, mask, background)
-        if self.mirror:
+                if mirror and not isinstance(chosen, BlurBackground):
+                    # A picture, video or colour: flipped here and back with the output below,
+                    # so it is shown as it is while the person (and a blurred room) is mirrored.
+                    background = self._flip(background)
+                if mask is None:
+                    # Backgrounds cache their frame; sinks get their own (the flip below copies).
+                    out = background if mirror else background.copy()
+                else:
+                    if self._inverse.shape != mask.shape:
+                        self._inverse = np.empty_like(mask)
+                    np.subtract(1.0, mask, out=self._inverse)  # reused: no new full-size buffer
+                    out = composite(frame, mask, background, self._inverse)
+                    if self.light_wrap > 0 and not isinstance(chosen, BlurBackground):
+                        out = self._wrap(out, mask, background)
+        if mirror:
             return cv2.flip(out, 1)
         return out
+
+    def _flip(self, background: Frame) -> Frame:
+        """``background`` (H x W x 3 uint8 BGR) flipped left-right; a picture or a colour is
+        flipped once, as long as its background gives the same cached frame."""
+        if self._flip_source is not background or self._flipped is None:
+            self._flip_source = background
+            self._flipped = cv2.flip(background, 1)
+        return self._flipped
 
     def _wrap(self, out: Frame, mask: Mask, background: Frame) -> Frame:
         """Light wrap: near the person's edge, blend in the blurred background's light."""

@@ -1,0 +1,170 @@
+"""What the user sees (issue 12): the mirror flips the person, never a background picture; n / p
+step on from the picture last shown; a run in which nobody is found says so in the log and the
+preview's overlay, never on the outputs.
+
+The person is a real one (a fixture photo's cut-out with its exact mask) on a green screen, and
+the stand-in model keys out the green (tests/test_crop.py); the "no person" tests count frames
+with frame times from an injected clock, so a busy machine changes nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from test_crop import GreenKey, scene
+
+from conftest import StandInCamera, decode_video
+from vbg.commands import frame_path
+from vbg.commands.run import run
+from vbg.compositing.backgrounds import (
+    BlurBackground,
+    ColorBackground,
+    ImageBackground,
+)
+from vbg.compositing.compositor import Compositor
+from vbg.config import RunConfig
+from vbg.mask_filters import MaskOptions
+from vbg.processor import FrameProcessor
+
+SIZE = (640, 360)
+FPS = 30.0
+TICKS = 32.0  # frames a second where frame times must add up exactly (powers of two)
+MODEL = "lraspp_mobilenet_v3_large"  # named, so that no test depends on what "auto" picks
+
+
+def text_picture() -> np.ndarray:
+    """A 640x360 background that reads differently mirrored: dark left half, light right half,
+    and a line of text across both."""
+    picture = np.empty((SIZE[1], SIZE[0], 3), np.uint8)
+    picture[:, : SIZE[0] // 2] = (90, 40, 30)
+    picture[:, SIZE[0] // 2 :] = (200, 210, 220)
+    cv2.putText(picture, "vbg 2026 ABC", (40, 200), cv2.FONT_HERSHEY_SIMPLEX, 2.5,
+                (0, 200, 255), 7, cv2.LINE_AA)  # fmt: skip
+    return picture
+
+
+def person_on_green() -> tuple[np.ndarray, np.ndarray]:
+    """A 640x360 frame with a person on the right of a green screen, and the true mask."""
+    frame, truth = scene([("doctor_saxon", 820, 150, 1.6)])
+    small = cv2.resize(frame, SIZE, interpolation=cv2.INTER_AREA)
+    person = cv2.resize(truth.astype(np.uint8), SIZE, interpolation=cv2.INTER_NEAREST) > 0
+    return small, person
+
+
+def check_mirrored(
+    out: np.ndarray,
+    frame: np.ndarray,
+    truth: np.ndarray,
+    picture: np.ndarray,
+    *,
+    person: bool = True,
+    within: float = 3.0,
+) -> None:
+    """``out`` shows ``picture`` as it is where the mirrored person is not, and (``person``) the
+    person flipped left-right. Mean colour differences (0-255 a channel), away from the edge
+    where the model's coarse mask and the true one differ."""
+    band = np.ones((25, 25), np.uint8)
+    flipped = truth[:, ::-1].astype(np.uint8)
+    room = cv2.dilate(flipped, band) == 0
+    inside = cv2.erode(flipped, band) > 0
+    assert room.mean() > 0.5 and inside.sum() > 2000
+
+    def differs(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float:
+        return float(np.abs(a[where].astype(int) - b[where]).mean())
+
+    # The background reads as it is, not mirrored: the text is the right way round.
+    assert differs(out, picture, room) < within
+    assert differs(out, picture[:, ::-1], room) > 10 * within
+    if person:  # the person is the camera's picture flipped, where the flipped mask is
+        assert differs(out, frame[:, ::-1], inside) < within
+        assert differs(out, frame, inside) > 10 * within
+
+
+# -- the mirror flips the person, never the background picture -----------------------------
+
+
+def test_mirror_flips_the_person_and_never_the_background_picture(tmp_path: Path) -> None:
+    frame, truth = person_on_green()
+    path = tmp_path / "text.png"
+    picture = text_picture()
+    cv2.imwrite(str(path), picture)  # lossless: the file is the picture
+    processor = FrameProcessor(GreenKey((64, 36)), Compositor(ImageBackground(path), mirror=True))
+    for index in range(3):  # the mask filters at work over a few frames
+        rendered = processor.process(frame, index / FPS)
+        check_mirrored(rendered.frame, frame, truth, picture)
+    # Light wrap takes the light of the picture as shown, so it does not mirror it either.
+    wrapped = FrameProcessor(
+        GreenKey((64, 36)), Compositor(ImageBackground(path), mirror=True, light_wrap=0.8)
+    ).process(frame, 0.0)
+    check_mirrored(wrapped.frame, frame, truth, picture)
+    # The mask stays in the camera's order: what vbg process --save-mask flips to line it up.
+    assert rendered.mask is not None
+    assert (rendered.mask > 0.5)[truth].mean() > 0.9
+    # Before the first mask: the picture alone, as it is.
+    fresh = FrameProcessor(GreenKey((64, 36)), Compositor(ImageBackground(path), mirror=True))
+    assert np.array_equal(fresh.render(frame, None, 0.0).frame, picture)
+
+
+def test_the_blurred_room_is_mirrored_with_the_person() -> None:
+    frame, truth = person_on_green()
+    frame[: SIZE[1] // 3, : SIZE[0] // 4] = (255, 255, 255)  # a lamp on the room's left
+    mirrored = Compositor(BlurBackground(), mirror=True).composite(frame, None, 0.0)
+    plain = Compositor(BlurBackground()).composite(frame, None, 0.0)
+    assert np.array_equal(mirrored, plain[:, ::-1])  # the room is the camera's picture too
+
+
+def test_turning_the_mirror_over_does_not_disturb_the_mask_filters() -> None:
+    # The person walks right to left; the mirror goes on at frame 6 and off at frame 12. The
+    # filters (smoothing along the flow, hysteresis, propagation, refiner) see the camera's
+    # frames throughout, so every mask is the one a run without the mirror makes.
+    frames = [scene([("doctor_saxon", 900 - 40 * i, 150, 1.6)])[0] for i in range(18)]
+    frames = [cv2.resize(f, SIZE, interpolation=cv2.INTER_AREA) for f in frames]
+    background = ColorBackground((255, 0, 0))
+    toggled = FrameProcessor(GreenKey((64, 36)), Compositor(background), MaskOptions())
+    steady = FrameProcessor(GreenKey((64, 36)), Compositor(background), MaskOptions())
+    for index, frame in enumerate(frames):
+        toggled.compositor.mirror = 6 <= index < 12
+        shown = toggled.process(frame, index / FPS)
+        plain = steady.process(frame, index / FPS)
+        assert shown.mask is not None and plain.mask is not None
+        assert np.array_equal(shown.mask, plain.mask)
+        expected = plain.frame[:, ::-1] if toggled.compositor.mirror else plain.frame
+        assert np.array_equal(shown.frame, expected)  # a colour reads the same both ways
+
+
+def test_the_virtual_camera_and_the_recording_get_the_mirrored_person_on_the_picture(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stand_in_camera: type[StandInCamera]
+) -> None:
+    frame, truth = person_on_green()
+    clip = tmp_path / "person.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), FPS, SIZE)
+    for _ in range(10):
+        writer.write(frame)
+    writer.release()
+    frame = decode_video(clip)[0]  # the camera's picture as the run reads it
+    path = tmp_path / "text.png"
+    picture = text_picture()
+    cv2.imwrite(str(path), picture)  # lossless: the file is the picture
+    monkeypatch.setattr(frame_path, "load_model", lambda config, device=None: GreenKey((64, 36)))
+    config = RunConfig(
+        source=str(clip), loop=True, background=str(path), mirror=True, model=MODEL,
+        preview=False, record=tmp_path / "call.mkv", max_frames=45,
+    )  # fmt: skip
+    run(config, camera_factory=stand_in_camera)
+    call = [f[..., ::-1] for f in stand_in_camera.instances[0].frames]  # RGB -> BGR
+    recorded = decode_video(tmp_path / "call.mkv")
+    assert len(call) == len(recorded) == 45
+    for sent, kept in zip(call, recorded, strict=True):
+        assert np.abs(sent.astype(int) - kept).mean() < 6  # the same frame (the codec's loss)
+    # Frames before the model's first mask show the picture alone; the others the person too.
+    with_person = [f for f in call if not np.array_equal(f, picture)]
+    assert len(with_person) >= 10
+    for sent in call:
+        check_mirrored(sent, frame, truth, picture, person=False)
+    for sent in with_person:
+        check_mirrored(sent, frame, truth, picture)
+    for kept in recorded[-5:]:
+        check_mirrored(kept, frame, truth, picture, within=8.0)
