@@ -9,24 +9,28 @@ with frame times from an injected clock, so a busy machine changes nothing.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 from test_crop import GreenKey, scene
+from test_pipeline_sync import _LockstepCamera, _OneAtATime
 
-from conftest import StandInCamera, decode_video
+from conftest import MemorySink, StandInCamera, StandInSegmenter, decode_video
 from vbg.commands import frame_path
-from vbg.commands.run import run
+from vbg.commands.run import Controls, run
 from vbg.compositing.backgrounds import (
     BlurBackground,
     ColorBackground,
     ImageBackground,
+    open_background,
 )
 from vbg.compositing.compositor import Compositor
 from vbg.config import RunConfig
 from vbg.mask_filters import MaskOptions
+from vbg.pipeline import Pipeline
 from vbg.processor import FrameProcessor
 
 SIZE = (640, 360)
@@ -168,3 +172,54 @@ def test_the_virtual_camera_and_the_recording_get_the_mirrored_person_on_the_pic
         check_mirrored(sent, frame, truth, picture)
     for kept in recorded[-5:]:
         check_mirrored(kept, frame, truth, picture, within=8.0)
+
+
+# -- n / p step on from the picture last shown ----------------------------------------------
+
+
+def _folder(tmp_path: Path, count: int) -> Path:
+    """A folder of ``count`` pictures 1.png, 2.png, ..., each lighter than the one before."""
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    for index in range(count):
+        cv2.imwrite(str(folder / f"{index + 1}.png"), np.full((36, 64, 3), 40 * index, np.uint8))
+    return folder
+
+
+def _controls(tmp_path: Path, background: str) -> Controls:
+    processor = FrameProcessor(StandInSegmenter(), Compositor(open_background(background)))
+    source = _LockstepCamera([np.zeros((36, 64, 3), np.uint8)], _OneAtATime(), fps=FPS)
+    pipeline = Pipeline(source, processor, [MemorySink()])  # never started: only the keys
+    config = dataclasses.replace(RunConfig(), record_dir=tmp_path)
+    return Controls(processor.compositor, pipeline, config, size=(64, 36), fps=FPS,
+                    recording=None)  # fmt: skip
+
+
+def test_n_and_p_step_on_from_the_picture_last_shown(tmp_path: Path) -> None:
+    folder = _folder(tmp_path, 4)
+    controls = _controls(tmp_path, str(folder))
+    compositor = controls.compositor
+    shown = []
+    for key in ("next", "next", "blur", "next", "color", "previous", "none", "previous",
+                "previous", "previous", "next"):  # fmt: skip
+        controls.handle(key, None)
+        shown.append(compositor.background.name)
+    controls.close()
+    assert shown == ["2.png", "3.png", "blur", "4.png", "color:#00B140", "3.png", "none",
+                     "2.png", "1.png", "4.png", "1.png"]  # fmt: skip
+    # What the compositor draws is that picture: p from the first is the fourth.
+    frame = np.zeros((36, 64, 3), np.uint8)
+    controls.handle("previous", None)
+    assert (compositor.composite(frame, None, 0.0) == 3 * 40).all()
+
+
+def test_n_after_another_key_brings_back_a_single_picture(tmp_path: Path) -> None:
+    path = tmp_path / "one.png"
+    cv2.imwrite(str(path), np.full((36, 64, 3), 77, np.uint8))
+    controls = _controls(tmp_path, str(path))
+    shown = []
+    for key in ("blur", "next", "color", "previous", "next"):
+        controls.handle(key, None)
+        shown.append(controls.compositor.background.name)
+    controls.close()
+    assert shown == ["blur", "one.png", "color:#00B140", "one.png", "one.png"]

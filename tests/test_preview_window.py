@@ -103,6 +103,13 @@ def _until(check: Callable[[], bool], what: str) -> None:
     raise AssertionError(f"the preview never showed {what}")
 
 
+def _halves(image: np.ndarray) -> float:
+    """How much lighter the right half of a screenshot's lower two thirds is than its left."""
+    lower = cv2.cvtColor(image[image.shape[0] // 3 :], cv2.COLOR_BGR2GRAY).astype(float)
+    middle = lower.shape[1] // 2
+    return float(lower[:, middle:].mean() - lower[:, :middle].mean())
+
+
 def _sharpness(image: np.ndarray) -> float:
     """Detail in the lower half of a screenshot (the overlay is at the top)."""
     grey = cv2.cvtColor(image[image.shape[0] // 2 :], cv2.COLOR_BGR2GRAY)
@@ -123,10 +130,14 @@ def test_preview_window_shows_the_output_and_obeys_keys(
     display: str, fast_weights: Path, tmp_path: Path
 ) -> None:
     clip = fixture_path("clip.mp4")
-    folder = tmp_path / "backgrounds"  # two pictures: plain blue, then plain red
+    folder = tmp_path / "backgrounds"  # plain blue, plain red, then dark | light with text
     folder.mkdir()
     cv2.imwrite(str(folder / "a_blue.png"), np.full((90, 160, 3), (255, 0, 0), np.uint8))
     cv2.imwrite(str(folder / "b_red.png"), np.full((90, 160, 3), (0, 0, 255), np.uint8))
+    text = np.full((90, 160, 3), 30, np.uint8)
+    text[:, 80:] = 230
+    cv2.putText(text, "vbg", (50, 55), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (0, 160, 255), 2)
+    cv2.imwrite(str(folder / "c_text.png"), text)
     env = {**os.environ, "DISPLAY": display}
     vbg = subprocess.Popen(
         [
@@ -199,6 +210,15 @@ def test_preview_window_shows_the_output_and_obeys_keys(
             lambda: _share(shot(), (0x40, 0xB1, 0x00)) < _share(before, (0x40, 0xB1, 0x00)) - 0.05,
             "the key help",
         )
+        press("question")
+        _until(lambda: _share(shot(), (0x40, 0xB1, 0x00)) > 0.7, "the help hidden")
+        # n after c: the picture after the one last shown (red), the third; the mirror is still
+        # on, and it flips the camera's picture, never the background's: dark left, light right.
+        press("n")
+        _until(lambda: _halves(shot()) > 100, "the third picture, not mirrored")
+        press("b")  # the keys are taken in order: n after b is the picture after the third
+        press("n")
+        _until(lambda: _share(shot(), (255, 0, 0)) > 0.7, "the first picture again")
         press("q")
         assert vbg.wait(HANG_GUARD) == 0
     finally:

@@ -127,8 +127,9 @@ class Controls:
         return lines
 
     def _step(self, delta: int) -> None:
-        current = self.compositor.background
-        if isinstance(self.configured, FolderBackground) and current is self.configured:
+        """n / p: a folder's picture after (before) the one last shown, also coming back from
+        b, c or x; any other ``--background`` is shown again."""
+        if isinstance(self.configured, FolderBackground):
             skipped = self.configured.step(delta)
             if skipped:
                 self.notify(skipped)

@@ -19,13 +19,15 @@ Frame = np.ndarray  # H x W x 3 uint8, BGR
 WINDOW_TITLE = "vbg preview"
 
 # (keys as shown to the user, what they do, action name). The README's key table matches this.
+# n / p step through a folder from the picture last shown, also when b, c or x came between;
+# with one picture, a video, blur or a colour as --background, they go back to it.
 KEYS: tuple[tuple[str, str, str], ...] = (
-    ("n / Right", "next background (next image of a folder)", "next"),
-    ("p / Left", "previous background", "previous"),
+    ("n / Right", "next picture (after the one last shown)", "next"),
+    ("p / Left", "previous picture (before the one last shown)", "previous"),
     ("b", "blurred room", "blur"),
     ("c", "plain colour (again: next colour)", "color"),
     ("x", "pass-through: the camera as it is", "none"),
-    ("m", "mirror on/off", "mirror"),
+    ("m", "mirror on/off (you, never a background picture)", "mirror"),
     ("r", "start/stop recording", "record"),
     ("s", "snapshot to a PNG file", "snapshot"),
     ("?", "show/hide this help", "help"),
