@@ -10,16 +10,19 @@ with frame times from an injected clock, so a busy machine changes nothing.
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import logging
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 from test_crop import GreenKey, scene
-from test_pipeline_sync import _LockstepCamera, _OneAtATime
+from test_pipeline_sync import LONG, _LockstepCamera, _OneAtATime
 
 from conftest import MemorySink, StandInCamera, StandInSegmenter, decode_video
 from vbg.commands import frame_path
+from vbg.commands.cli import main
 from vbg.commands.run import Controls, run
 from vbg.compositing.backgrounds import (
     BlurBackground,
@@ -30,8 +33,8 @@ from vbg.compositing.backgrounds import (
 from vbg.compositing.compositor import Compositor
 from vbg.config import RunConfig
 from vbg.mask_filters import MaskOptions
-from vbg.pipeline import Pipeline
-from vbg.processor import FrameProcessor
+from vbg.pipeline import Pipeline, SyncPolicy
+from vbg.processor import NO_PERSON, PERSON_AGAIN, FrameProcessor
 
 SIZE = (640, 360)
 FPS = 30.0
@@ -223,3 +226,115 @@ def test_n_after_another_key_brings_back_a_single_picture(tmp_path: Path) -> Non
         shown.append(controls.compositor.background.name)
     controls.close()
     assert shown == ["blur", "one.png", "color:#00B140", "one.png", "one.png"]
+
+
+# -- nobody found ----------------------------------------------------------------------------
+
+
+def _nobody() -> np.ndarray:
+    return np.full((36, 64, 3), 128, np.uint8)  # an even picture: the stand-in finds no one
+
+
+def _somebody() -> np.ndarray:
+    frame = _nobody()
+    frame[8:30, 24:40] = 220  # brighter than the rest: a person to the stand-in
+    return frame
+
+
+def _said(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str]]:
+    return [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "vbg"]
+
+
+def test_nobody_for_three_seconds_is_said_once_per_episode(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="vbg")
+    processor = FrameProcessor(
+        StandInSegmenter(follow_brightness=True), Compositor(ColorBackground((0, 255, 0)))
+    )
+    # At 32 fps (3 s is 96 frames, and the frame times add up exactly): 100 frames of nobody,
+    # 30 with a person, 100 of nobody again.
+    scenes = [_nobody()] * 100 + [_somebody()] * 30 + [_nobody()] * 100
+    warnings, outputs = [], []
+    for index, frame in enumerate(scenes):
+        rendered = processor.process(frame, index / TICKS)
+        warnings.append(processor.warning)
+        outputs.append(rendered.frame)
+    assert warnings[:96] == [None] * 96  # the first mask is at 0 s
+    assert warnings[96:100] == [NO_PERSON] * 4
+    assert warnings[100:225] == [None] * 125  # the person was last seen in frame 129
+    assert warnings[225:] == [NO_PERSON] * 5
+    assert _said(caplog) == [(logging.WARNING, NO_PERSON), (logging.INFO, PERSON_AGAIN),
+                             (logging.WARNING, NO_PERSON)]  # fmt: skip
+    assert NO_PERSON == "no person found for 3 s: check the light, the camera, or --model/--weights"
+    # Never on the picture: the call sees the background, and nothing written on it.
+    for index in (50, 98, 228):
+        assert (outputs[index] == (0, 255, 0)).all()
+    processor.reset()  # a new stream starts without the warning
+    assert processor.warning is None
+
+
+class _Overlaid(_OneAtATime):
+    """A lockstep sink that reads the preview overlay's lines (``controls``) as each frame is
+    written, before the camera may send the next frame."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.controls: Controls | None = None
+        self.overlay: list[list[str]] = []
+
+    def _write(self, frame: np.ndarray) -> None:
+        assert self.controls is not None
+        self.overlay.append(self.controls.status_lines())
+        super()._write(frame)
+
+
+def test_a_live_run_says_it_in_the_overlay_and_never_on_the_outputs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="vbg")
+    sink = _Overlaid()
+    camera = _LockstepCamera([_nobody()] * 100 + [_somebody()] * 10, sink, fps=TICKS)
+    processor = FrameProcessor(
+        StandInSegmenter(follow_brightness=True), Compositor(ColorBackground((0, 255, 0)))
+    )
+    ticks = itertools.count()  # the clock counts frames: one tick at the start, one a frame
+    pipeline = camera.pipeline = Pipeline(
+        camera, processor, [sink], sync=SyncPolicy("on", TICKS, max_wait=LONG),
+        clock=lambda: next(ticks) / TICKS,
+    )  # fmt: skip
+    sink.controls = Controls(processor.compositor, pipeline, RunConfig(), size=(64, 36),
+                             fps=TICKS, recording=None)  # fmt: skip
+    pipeline.start()
+    try:
+        assert pipeline.wait(120.0)
+    finally:
+        pipeline.stop()
+        sink.controls.close()
+    assert len(sink.frames) == 110 and pipeline.stats.get("frames_own_mask") == 110
+    # Frame k is at (k + 1) / 32 s and shown with its own mask; the first mask is frame 0's.
+    noticed = [index for index, lines in enumerate(sink.overlay) if NO_PERSON in lines]
+    assert noticed == [96, 97, 98, 99]  # in the overlay while nobody is there, from 3 s on
+    assert _said(caplog).count((logging.WARNING, NO_PERSON)) == 1
+    assert _said(caplog).count((logging.INFO, PERSON_AGAIN)) == 1
+    for frame in sink.frames[:100]:
+        assert (frame == (0, 255, 0)).all()  # the call never sees the notice
+
+
+def test_vbg_process_of_a_video_with_nobody_warns_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clip = tmp_path / "empty_room.avi"  # lossless: an even picture stays even
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"FFV1"), FPS, (64, 36))
+    for _ in range(150):  # 5 s of nobody
+        writer.write(_nobody())
+    writer.release()
+    monkeypatch.setattr(
+        frame_path,
+        "load_model",
+        lambda config, device=None: StandInSegmenter(follow_brightness=True),
+    )
+    code = main(["process", str(clip), "-o", str(tmp_path / "out.mkv"),
+                 "--background", "color:#00FF00", "--model", MODEL])  # fmt: skip
+    assert code == 0
+    assert capsys.readouterr().err.count("no person found for 3 s") == 1

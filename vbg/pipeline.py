@@ -62,9 +62,10 @@ SYNC_RUNS_KEPT = 15  # the recent time per mask is the median of this many runs 
 
 @dataclasses.dataclass(frozen=True)
 class Captured:
-    """A frame from the source. ``t``: seconds since the pipeline started; ``captured_at``:
-    ``time.monotonic()`` when it was read; ``notice``: set when the frame is a stand-in (the
-    last good frame shown again while the camera is gone), with what every viewer should see."""
+    """A frame from the source. ``t``: seconds since the pipeline started, by its clock;
+    ``captured_at``: ``time.monotonic()`` when it was read; ``notice``: set when the frame is a
+    stand-in (the last good frame shown again while the camera is gone), with what every viewer
+    should see."""
 
     frame: Frame
     t: float
@@ -329,7 +330,9 @@ class Pipeline:
 
     ``max_frames`` stops the pipeline after that many output frames (0: never). ``sync``: when
     a frame waits for its own mask, a :class:`SyncPolicy` or its mode (``"auto"``, ``"on"``,
-    ``"off"``) for the source's frame rate.
+    ``"off"``) for the source's frame rate. ``clock`` (seconds) times the frames: each frame's
+    ``t``, which the processor's filters and its "no person found" warning go by
+    (``time.monotonic`` by default; a test passes one that counts frames).
     """
 
     def __init__(
@@ -341,8 +344,10 @@ class Pipeline:
         max_frames: int = 0,
         stats: Stats | None = None,
         sync: SyncPolicy | str = "auto",
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.source = source
+        self._clock = clock
         self.processor = processor
         self.stats = stats or Stats()
         self.max_frames = max_frames
@@ -368,14 +373,14 @@ class Pipeline:
                 (self._composite, "vbg-compositor"),
             )
         ]
-        self._started_at = 0.0
+        self._started_at = 0.0  # the clock's time at start
 
     # -- control, from the main thread ------------------------------------------------------
 
     def start(self) -> None:
         """Start every stage's thread. Call :meth:`stop` after it, also when it raised (a
         KeyboardInterrupt while the threads start): stop ends those that started."""
-        self._started_at = time.monotonic()
+        self._started_at = self._clock()
         self.stats.start()
         for runner in self._sinks:
             runner.thread.start()
@@ -497,8 +502,8 @@ class Pipeline:
             lost = bool(notice)
             self.stats.add_time("capture", time.perf_counter() - started)
             self.stats.count("frames_in")
-            now = time.monotonic()
-            self._frames.put(Captured(frame, now - self._started_at, now, notice))
+            t = self._clock() - self._started_at
+            self._frames.put(Captured(frame, t, time.monotonic(), notice))
         self._frames.close()
 
     def _newer_frames(self, counter: str | None = None) -> Iterator[Captured]:

@@ -18,22 +18,80 @@ Frames come in time order.
 
 Pure stage (no threads, no I/O): the halves may run on two threads because each owns its own
 filters (the smoother, and the tracker and refiner).
+
+What the picture cannot say is said in the log: when the masks have shown nobody for
+:data:`NO_PERSON_SECONDS` of frame time (wrong weights, a dark room, a covered camera), one
+warning, and :attr:`FrameProcessor.warning` holds it for the preview's overlay until a person is
+found again (then the log says so, once). It is never drawn on the output frame: the call must
+not see it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
+
+import numpy as np
 
 from vbg.compositing.compositor import Compositor, banner
 from vbg.images import Frame, Mask
 from vbg.mask_filters import Keyframe, MaskOptions, MaskPath
+from vbg.segmentation.crop import FOUND
 from vbg.segmentation.segmenter import Segmenter
+
+log = logging.getLogger("vbg")
+NO_PERSON_SECONDS = 3.0  # nobody found in the masks for this long (frame time): say so
+NO_PERSON = (
+    f"no person found for {NO_PERSON_SECONDS:g} s: check the light, the camera, or "
+    "--model/--weights"
+)
+PERSON_AGAIN = "a person is found again"
+
+
+def person_found(mask: Mask) -> bool:
+    """Whether ``mask`` (h x w float32 in [0, 1]) shows a person: at least :data:`FOUND` of it
+    above 0.5, the share the tracking crop looks for (:mod:`vbg.segmentation.crop`)."""
+    return int(np.count_nonzero(mask > 0.5)) >= FOUND * mask.size
+
+
+class PersonWatch:
+    """Whether the masks have shown nobody for ``after`` seconds of frame time.
+
+    :meth:`look` takes each frame's mask with the frame's time ``t`` (seconds; from the frames,
+    never the wall clock, so a busy machine changes nothing). The time runs from the last mask
+    with a person, or from the first mask. Once ``after`` has passed, :attr:`warning` is set and
+    logged once; the first mask with a person clears it and logs :data:`PERSON_AGAIN` once.
+    """
+
+    def __init__(self, after: float = NO_PERSON_SECONDS) -> None:
+        self.after = after
+        self.warning: str | None = None
+        self._seen_at: float | None = None  # frame time of the last person (or first mask)
+        self._mask: Mask | None = None  # the mask looked at last, and what it showed
+        self._found = False
+
+    def look(self, mask: Mask, t: float) -> None:
+        """Take ``mask`` (h x w float32) shown with the frame at time ``t``; a mask looked at
+        before (no new one from the model) is not counted again."""
+        if mask is not self._mask:
+            self._mask, self._found = mask, person_found(mask)
+        if self._found:
+            self._seen_at = t
+            if self.warning is not None:
+                self.warning = None
+                log.info(PERSON_AGAIN)
+        elif self._seen_at is None:
+            self._seen_at = t
+        elif self.warning is None and t - self._seen_at >= self.after:
+            self.warning = NO_PERSON
+            log.warning(NO_PERSON)
 
 
 @dataclasses.dataclass(frozen=True)
 class Rendered:
     """One output frame: ``frame`` (H x W x 3 uint8 BGR, what the outputs get) and the full-size
-    ``mask`` (H x W float32) it was made with (None before the first mask)."""
+    ``mask`` (H x W float32) it was made with (None before the first mask), in the camera's
+    order: with the compositor's mirror on, flip it to line it up with ``frame``."""
 
     frame: Frame
     mask: Mask | None
@@ -59,6 +117,13 @@ class FrameProcessor:
         self._path = MaskPath(self.options)
         self._mask: Mask | None = None  # the last full-size mask, for frames shown again
         self._keyframe: Keyframe | None = None  # the last keyframe made
+        self._watch = PersonWatch()
+
+    @property
+    def warning(self) -> str | None:
+        """What the user should know that the picture does not say (nobody found for
+        :data:`NO_PERSON_SECONDS`), for the preview's overlay; None while all is well."""
+        return self._watch.warning
 
     def reset(self) -> None:
         """Start a new stream (the next photo, another clip): the segmenter and the filters
@@ -67,6 +132,7 @@ class FrameProcessor:
         self._path = MaskPath(self.options)
         self._mask = None
         self._keyframe = None
+        self._watch = PersonWatch()
 
     # -- the model's half --------------------------------------------------------------------
 
@@ -97,9 +163,11 @@ class FrameProcessor:
         reused. ``notice``: a line every viewer should see, drawn along the bottom.
         """
         age = None
-        if keyframe is not None and not (repeat and self._mask is not None):
-            self._mask = self.mask_for(keyframe, frame, t)
-            age = t - keyframe.captured_at
+        if keyframe is not None:
+            self._watch.look(keyframe.mask, t)
+            if not (repeat and self._mask is not None):
+                self._mask = self.mask_for(keyframe, frame, t)
+                age = t - keyframe.captured_at
         out = self.compositor.composite(frame, self._mask, t)
         if notice:
             out = banner(out, notice)

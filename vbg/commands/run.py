@@ -122,7 +122,10 @@ class Controls:
             + ("  REC" if self.recording else "")
             + "  (? for keys)",
         ]
-        if self._notice and time.monotonic() < self._notice_until:
+        lasting = self.pipeline.processor.warning  # shown while it holds (nobody found)
+        if lasting:
+            lines.append(lasting)
+        if self._notice and time.monotonic() < self._notice_until and self._notice != lasting:
             lines.append(self._notice)
         return lines
 
