@@ -16,7 +16,7 @@ from vbg.config import RunConfig
 from vbg.images import cover, read_image
 from vbg.mask_filters import MaskOptions
 from vbg.processor import FrameProcessor
-from vbg.sources.capture import VideoFileSource
+from vbg.sources.video_file import VideoFileReader
 
 
 def test_run_and_process_give_the_same_frames_for_the_same_masks(
@@ -48,7 +48,7 @@ def test_run_and_process_give_the_same_frames_for_the_same_masks(
     live = [frame[..., ::-1] for frame in stand_in_camera.instances[0].frames]  # RGB -> BGR
 
     sink = MemorySink()
-    with VideoFileSource(clip, realtime=False) as source:
+    with VideoFileReader(clip) as source:  # vbg process reads with PyAV, vbg run with OpenCV
         process_frames(source, frame_path.make_processor(config, live=False), sink)
     offline = sink.frames
 
@@ -93,6 +93,6 @@ def test_the_mask_filters_see_every_frame_of_a_file_in_order() -> None:
     segmenter = StandInSegmenter(follow_brightness=True)
     processor = FrameProcessor(segmenter, Compositor(ColorBackground((0, 0, 0))), MaskOptions())
     sink = MemorySink()
-    with VideoFileSource(fixture_path("clip.mp4"), realtime=False) as source:
+    with VideoFileReader(fixture_path("clip.mp4")) as source:
         assert process_frames(source, processor, sink) == 75
     assert segmenter.calls == 75 and len(sink.frames) == 75

@@ -143,8 +143,9 @@ def test_virtual_camera_backend_failure_is_a_clear_error() -> None:
         VirtualCameraSink(64, 48, 30, camera_factory=broken, system="Darwin")
 
 
-def test_recording_is_a_file_a_decoder_reads_back(tmp_path: Path) -> None:
-    path = tmp_path / "out.mp4"
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_recording_is_a_file_a_decoder_reads_back(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"out{suffix}"
     with RecordingSink(path, 320, 240, 30) as sink:
         for i in range(12):
             sink.write(np.full((240, 320, 3), i * 20, np.uint8))
@@ -156,7 +157,8 @@ def test_recording_is_a_file_a_decoder_reads_back(tmp_path: Path) -> None:
     )  # every frame, in order (steps of 20; the codec shifts levels a little)
     with pytest.raises(SinkError, match="record output is closed"):
         sink.write(frames[0])
-    with pytest.raises(SinkError, match="ending in"):
-        RecordingSink(tmp_path / "out.gif", 320, 240, 30)
+    for unsupported in ("out.gif", "out.avi", "out.webm"):
+        with pytest.raises(SinkError, match="ending in .mkv, .mp4"):
+            RecordingSink(tmp_path / unsupported, 320, 240, 30)
     with pytest.raises(SinkError, match="does not exist"):
         RecordingSink(tmp_path / "missing" / "out.mp4", 320, 240, 30)

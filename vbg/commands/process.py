@@ -20,11 +20,12 @@ import numpy as np
 
 from vbg.commands.frame_path import make_processor
 from vbg.config import RunConfig
-from vbg.errors import SinkError, SourceError
-from vbg.images import IMAGE_SUFFIXES, Mask
-from vbg.outputs.sinks import RECORDING_CODECS, RecordingSink, Sink
+from vbg.errors import BackgroundError, SinkError, SourceError
+from vbg.images import IMAGE_SUFFIXES, Frame, Mask, read_image
+from vbg.outputs.sinks import Sink
+from vbg.outputs.video import VIDEO_FORMATS, VideoWriter, check_video_path
 from vbg.processor import FrameProcessor
-from vbg.sources.capture import Source, VideoFileSource, open_source
+from vbg.sources.video_file import VideoFileReader
 
 
 def mask_image(mask: Mask, *, mirror: bool = False) -> np.ndarray:
@@ -65,8 +66,33 @@ class _Progress:
         self.stream.flush()
 
 
+class _LikeInput(Sink):
+    """Output frames to a :class:`VideoWriter`, each at the timestamp of the input frame it was
+    made from (frame n of the output is frame n of the input), with the input's audio packets
+    as they are demuxed (``audio``)."""
+
+    def __init__(self, writer: VideoWriter, reader: VideoFileReader, *, audio: bool) -> None:
+        super().__init__()
+        self.name = f"video '{writer.path}'"
+        self._writer, self._reader, self._audio = writer, reader, audio
+
+    def _write(self, frame: Frame) -> None:
+        self._writer.write(frame, self._reader.timestamps[self._writer.frames_written])
+        if self._audio:
+            self._copy_audio()
+
+    def _copy_audio(self) -> None:
+        for packet in self._reader.take_audio():
+            self._writer.write_audio(packet)
+
+    def _close(self) -> None:
+        if self._audio:
+            self._copy_audio()  # what came after the last frame (all of it at the end)
+        self._writer.close()
+
+
 def process_frames(
-    source: Source,
+    source: VideoFileReader,
     processor: FrameProcessor,
     sink: Sink,
     *,
@@ -77,7 +103,7 @@ def process_frames(
     ``mask_sink``), in order; the clock is the file's frame time. Returns the frames written."""
     done = 0
     while (frame := source.read()) is not None:
-        rendered = processor.process(frame, done / source.fps)
+        rendered = processor.process(frame, source.time)
         sink.write(rendered.frame)
         if mask_sink is not None and rendered.mask is not None:
             image = mask_image(rendered.mask, mirror=processor.compositor.mirror)
@@ -88,6 +114,51 @@ def process_frames(
     if progress:
         progress.update(done, final=True)
     return done
+
+
+def _open_input(path: Path) -> np.ndarray | VideoFileReader:
+    """The photo (H x W x 3 uint8 BGR, by its suffix) or the video at ``path``.
+
+    Raises :class:`SourceError` saying whether it is missing or cannot be read."""
+    if not path.exists():
+        raise SourceError(f"Input '{path}' does not exist. Check the path.")
+    if path.is_dir():
+        raise SourceError(f"Input '{path}' is a folder. Give a photo or a video file.")
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        try:
+            return read_image(path)
+        except BackgroundError as exc:
+            cause = exc.__cause__
+            why = (
+                cause.strerror
+                if isinstance(cause, OSError) and cause.strerror
+                else "damaged, or not a picture"
+            )
+            raise SourceError(
+                f"Input '{path}' cannot be read ({why}). Use a JPEG or PNG photo."
+            ) from exc
+    return VideoFileReader(path)
+
+
+def _check_outputs(input_path: Path, photo: bool, paths: list[Path]) -> None:
+    """Raise :class:`SinkError` before any work when an output cannot be what the input is."""
+    for path in paths:
+        if path.exists() and path.resolve() == input_path.resolve():
+            raise SinkError(f"'{path}' is the input; give the output another name.")
+        if photo and path.suffix.lower() not in IMAGE_SUFFIXES:
+            raise SinkError(
+                f"'{path}' is not a picture file name; the input '{input_path}' is a photo, so "
+                "use a .png or .jpg file name."
+            )
+        if not photo:
+            if path.suffix.lower() in IMAGE_SUFFIXES or path.suffix.lower() not in VIDEO_FORMATS:
+                raise SinkError(
+                    f"'{path}' is not a video file name; the input '{input_path}' is a video, so "
+                    f"use one of {', '.join(VIDEO_FORMATS)}."
+                )
+            check_video_path(path)
+        elif not path.parent.is_dir():
+            raise SinkError(f"Cannot write '{path}': folder '{path.parent}' does not exist.")
 
 
 def process_file(
@@ -101,42 +172,41 @@ def process_file(
     """Replace the background of a photo or video as ``config`` says (model, mask filters,
     background, mirror, light wrap: the keys of ``vbg run``); returns the frames written.
 
-    Photos (by suffix) give a photo; anything else is read as a video and written as a video at
-    the same size and frame rate. ``save_mask`` also writes the person mask (0..255);
-    ``progress`` draws a progress bar on stderr.
+    Photos (by suffix) give a photo; anything else is read as a video and written as H.264 at
+    the same size, with every frame at its input timestamp and the input's audio track.
+    ``save_mask`` also writes the person mask (0..255); ``progress`` draws a progress bar on
+    stderr. The input and the output names are checked before the model is loaded.
     """
-    if not input_path.exists():
-        raise SourceError(f"Input '{input_path}' does not exist.")
-    photo = input_path.suffix.lower() in IMAGE_SUFFIXES and input_path.is_file()
-    if not photo:
-        for path in (output_path, save_mask):
-            if path is not None and path.suffix.lower() not in RECORDING_CODECS:
-                raise SinkError(
-                    f"'{path}' is not a video file name; the input is a video, so use one of "
-                    f"{', '.join(RECORDING_CODECS)}."
-                )
-    processor = make_processor(config, live=False)
     with contextlib.ExitStack() as stack:
+        opened = _open_input(input_path)
+        photo = isinstance(opened, np.ndarray)
+        if isinstance(opened, VideoFileReader):
+            stack.enter_context(opened)
+        outputs = [output_path] + ([save_mask] if save_mask is not None else [])
+        _check_outputs(input_path, photo, outputs)
+        processor = make_processor(config, live=False)
         stack.callback(processor.compositor.background.close)
-        if photo:
-            return _process_photo(input_path, output_path, processor, save_mask)
-        source = stack.enter_context(VideoFileSource(input_path, realtime=False))
-        size = (source.width, source.height)
-        writer = stack.enter_context(RecordingSink(output_path, *size, source.fps))
-        mask_writer = (
-            stack.enter_context(RecordingSink(save_mask, *size, source.fps)) if save_mask else None
+        if isinstance(opened, np.ndarray):
+            return _process_photo(opened, output_path, processor, save_mask)
+        reader = opened
+        size = (reader.width, reader.height)
+        writer = VideoWriter(
+            output_path, *size, rate=reader.rate, time_base=reader.time_base, audio=reader.audio
         )
-        bar = _Progress(source.frame_count, sys.stderr) if progress else None
-        return process_frames(source, processor, writer, mask_sink=mask_writer, progress=bar)
+        sink = stack.enter_context(_LikeInput(writer, reader, audio=reader.audio is not None))
+        mask_sink = None
+        if save_mask is not None:
+            mask_writer = VideoWriter(
+                save_mask, *size, rate=reader.rate, time_base=reader.time_base
+            )
+            mask_sink = stack.enter_context(_LikeInput(mask_writer, reader, audio=False))
+        bar = _Progress(reader.frame_count, sys.stderr) if progress else None
+        return process_frames(reader, processor, sink, mask_sink=mask_sink, progress=bar)
 
 
 def _process_photo(
-    input_path: Path, output_path: Path, processor: FrameProcessor, save_mask: Path | None
+    frame: np.ndarray, output_path: Path, processor: FrameProcessor, save_mask: Path | None
 ) -> int:
-    with open_source(str(input_path), realtime=False) as source:
-        frame = source.read()
-    if frame is None:
-        raise SourceError(f"Photo '{input_path}' has no picture in it.")
     rendered = processor.process(frame, 0.0)
     _write_image(output_path, rendered.frame)
     if save_mask and rendered.mask is not None:

@@ -21,6 +21,8 @@ import cv2
 import numpy as np
 
 from vbg.errors import SinkError
+from vbg.outputs.video import CRASH_SAFE_SUFFIXES as CRASH_SAFE_SUFFIXES  # for vbg run's note
+from vbg.outputs.video import LIVE_PRESET, LIVE_THREADS, VideoWriter
 
 Frame = np.ndarray  # H x W x 3 uint8, BGR
 
@@ -29,12 +31,6 @@ MODPROBE = (
     f'sudo modprobe v4l2loopback devices=1 video_nr=10 card_label="{VIRTUAL_CAMERA_NAME}" '
     "exclusive_caps=1"
 )
-# Container suffix -> FourCC. MPEG-4 Part 2 is what OpenCV's own FFmpeg build can always write,
-# fast enough to record live (about 12 ms per 1280x720 frame on one core; its VP8 takes 290 ms).
-# Matroska (.mkv) and AVI files play up to the last frame written even when the process is
-# killed; an MP4 is only playable once it is finalised (q, Ctrl-C, SIGTERM, the end of the run).
-RECORDING_CODECS = {".mkv": "mp4v", ".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG"}
-CRASH_SAFE_SUFFIXES = (".mkv", ".avi")
 CLOSE_TIMEOUT = 10.0  # seconds close waits for a write that still runs
 
 
@@ -178,8 +174,11 @@ class VirtualCameraSink(Sink):
 
 
 class RecordingSink(Sink):
-    """Frames to a video file, finalised by ``close``: MPEG-4 video in Matroska (.mkv, what the
-    record key writes; it plays up to the last frame written even if vbg is killed), MP4 or AVI.
+    """Frames to a video file at a constant frame rate, finalised by ``close``: H.264 in
+    Matroska (.mkv, what the record key writes; it plays up to about the last second written
+    even if vbg is killed), MP4, M4V or MOV (playable once finalised). See
+    :mod:`vbg.outputs.video`; the encoder runs x264's :data:`~vbg.outputs.video.LIVE_PRESET` on
+    :data:`~vbg.outputs.video.LIVE_THREADS` threads, leaving the model the rest of the CPU.
     """
 
     name = "record"
@@ -187,25 +186,17 @@ class RecordingSink(Sink):
     def __init__(self, path: Path, width: int, height: int, fps: float) -> None:
         super().__init__()
         self.path = path
-        codec = RECORDING_CODECS.get(path.suffix.lower())
-        if codec is None:
-            raise SinkError(
-                f"Cannot record to '{path}': use a file name ending in "
-                f"{', '.join(RECORDING_CODECS)}."
-            )
-        if not path.parent.is_dir():
-            raise SinkError(f"Cannot record to '{path}': folder '{path.parent}' does not exist.")
-        self._writer = cv2.VideoWriter(
-            str(path), cv2.VideoWriter.fourcc(*codec), fps, (width, height)
+        self._writer = VideoWriter(
+            path, width, height, rate=fps, preset=LIVE_PRESET, threads=LIVE_THREADS
         )
-        if not self._writer.isOpened():
-            raise SinkError(f"Cannot record to '{path}': OpenCV could not open a {codec} writer.")
         self.size = (width, height)
-        self.frames_written = 0
+
+    @property
+    def frames_written(self) -> int:
+        return self._writer.frames_written
 
     def _write(self, frame: Frame) -> None:
         self._writer.write(frame)
-        self.frames_written += 1
 
     def _close(self) -> None:
-        self._writer.release()
+        self._writer.close()
