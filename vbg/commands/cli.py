@@ -352,11 +352,14 @@ def _build_parser() -> _Parser:
     doctor.add_argument("--source", help="camera index or video file of the run to check")
     models = commands.add_parser("models", help="list the models; 'fetch NAME' caches weights")
     _add_verbosity_flags(models)
-    models.add_argument("action", nargs="?", default="list", help="list (default) or fetch")
+    models.add_argument(
+        "action", nargs="?", default="list", choices=("list", "fetch"),
+        help="list the models, or fetch the weights of NAMES (default: list)",
+    )  # fmt: skip
     models.add_argument("names", nargs="*", help="models to fetch")
     models.add_argument(
         "--from", dest="sources", action="append", choices=FETCH_SOURCES,
-        help="where to fetch MediaPipe files from (repeatable); all, in order, by default",
+        help="where to fetch MediaPipe files from, repeatable (default: all, in this order)",
     )  # fmt: skip
     for command in (parser, *commands.choices.values()):  # each says where a flag belongs
         command.commands = commands.choices

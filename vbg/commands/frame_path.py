@@ -13,7 +13,8 @@ from vbg.config import RunConfig
 from vbg.processor import FrameProcessor
 from vbg.segmentation.crop import TrackingCrop
 from vbg.segmentation.fallback import FallbackSegmenter
-from vbg.segmentation.models import AUTO, auto_model, model_info
+from vbg.segmentation.models import auto_model, model_info
+from vbg.segmentation.options import AUTO_MODEL
 from vbg.segmentation.segmenter import Segmenter, choose_device, load_segmenter, share_cores
 from vbg.segmentation.still import StillSceneGate
 
@@ -23,7 +24,7 @@ log = logging.getLogger("vbg")
 def chosen_model(config: RunConfig) -> tuple[str, str]:
     """The model a run of ``config`` uses, and why: the config's, or for ``model = "auto"``
     the one that fits the device it runs on (:func:`auto_model`)."""
-    if config.model != AUTO:
+    if config.model != AUTO_MODEL:
         return config.model, "asked for"
     return auto_model(choose_device(config.device), config.weights)
 
@@ -31,7 +32,7 @@ def chosen_model(config: RunConfig) -> tuple[str, str]:
 def resolve_model(config: RunConfig) -> tuple[RunConfig, str]:
     """``config`` with ``model = "auto"`` replaced by the model it means here, and the line
     that says so ("" when the config named its model)."""
-    if config.model != AUTO:
+    if config.model != AUTO_MODEL:
         return config, ""
     name, why = chosen_model(config)
     return dataclasses.replace(config, model=name), f"model: {name} (auto: {why})"

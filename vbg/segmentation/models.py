@@ -113,7 +113,6 @@ MODELS: dict[str, ModelInfo] = {
 }
 
 
-AUTO = "auto"
 GPU_MODEL = "fcn_resnet50"  # the design's model: fresh masks on an Apple GPU or CUDA
 CPU_MODEL = "mediapipe_selfie_landscape"  # a fresh mask with every camera frame on 2 CPU cores
 
