@@ -65,6 +65,10 @@ MISTAKES = [
     (["--background", "blur:0"], 2,
      "--background: blur strength must be a number from 1 to 200, not 'blur:0'."),
     (["--background", ""], 2, "--background: the background is empty"),
+    (["--record", "{tmp}/call.avi"], 2,
+     "--record must be a video file name ending in .mkv, .mp4, .m4v, .mov"),
+    (["process", CLIP, "-o", "{tmp}/o.png"], 2, "'{tmp}/o.png' is not a video file name"),
+    (["process", CLIP, "-o", CLIP], 2, "is the input; give the output another name"),
     # Config files: what is wrong in them is named with the file and the key: 2.
     (["--config", "{tmp}/missing.toml"], 2, "Config file '{tmp}/missing.toml' does not exist"),
     (["--config", "{tmp}/unknown.toml"], 2,

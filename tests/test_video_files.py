@@ -255,8 +255,8 @@ def test_a_killed_mkv_recording_keeps_all_but_its_last_half_second(tmp_path: Pat
         assert frame[:, : 4 * i - 4].mean() > 240 and frame[:, 4 * i + 4 :].mean() < 15
 
 
-def _one_line_error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
-    assert main(argv) == 1
+def _one_line_error(capsys: pytest.CaptureFixture[str], argv: list[str], code: int = 1) -> str:
+    assert main(argv) == code  # 1: what the command names is missing or bad; 2: a wrong name
     err = capsys.readouterr().err.strip()
     assert err.startswith("vbg: error: ") and "\n" not in err and "Traceback" not in err, err
     return err
@@ -315,9 +315,9 @@ def test_process_says_that_an_unreadable_input_is_unreadable(
     video = tmp_path / "good.mp4"
     make_video(video, CFR[:6], audio=None)
     for output in ("o.png", "o.avi", "o"):
-        err = _one_line_error(capsys, ["process", str(video), "-o", str(tmp_path / output)])
+        err = _one_line_error(capsys, ["process", str(video), "-o", str(tmp_path / output)], 2)
         assert f"'{tmp_path / output}' is not a video file name" in err, err
-    err = _one_line_error(capsys, ["process", str(video), "-o", str(video)])
+    err = _one_line_error(capsys, ["process", str(video), "-o", str(video)], 2)
     assert "is the input" in err
 
 

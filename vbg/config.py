@@ -188,6 +188,15 @@ def _check_ranges(config: RunConfig, name: _Names) -> None:
         fail("feather", "must be between 0 and 50 pixels")
     if not 0.0 <= config.light_wrap <= 1.0:
         fail("light_wrap", "must be between 0 and 1")
+    if config.record is not None:
+        from vbg.outputs.video import VIDEO_FORMATS  # brings PyAV: only for a recording
+
+        if config.record.suffix.lower() not in VIDEO_FORMATS:
+            raise ConfigError(
+                f"{name('record')} must be a video file name ending in "
+                f"{', '.join(VIDEO_FORMATS)} (.mkv plays even if vbg is killed), "
+                f"not '{config.record}'."
+            )
 
 
 def _check_background(spec: str, where: str) -> None:

@@ -20,7 +20,7 @@ import numpy as np
 
 from vbg.commands.frame_path import make_processor
 from vbg.config import RunConfig
-from vbg.errors import BackgroundError, SinkError, SourceError
+from vbg.errors import BackgroundError, ConfigError, SinkError, SourceError
 from vbg.images import IMAGE_SUFFIXES, Frame, Mask, read_image
 from vbg.outputs.sinks import Sink
 from vbg.outputs.video import VIDEO_FORMATS, VideoWriter, check_video_path
@@ -141,18 +141,20 @@ def _open_input(path: Path) -> np.ndarray | VideoFileReader:
 
 
 def _check_outputs(input_path: Path, photo: bool, paths: list[Path]) -> None:
-    """Raise :class:`SinkError` before any work when an output cannot be what the input is."""
+    """Raise before any work when an output cannot be what the input is: a name that cannot be
+    (the input's own, a suffix of the wrong kind) is a usage error (:class:`ConfigError`), a
+    folder that is not there a :class:`SinkError`."""
     for path in paths:
         if path.exists() and path.resolve() == input_path.resolve():
-            raise SinkError(f"'{path}' is the input; give the output another name.")
+            raise ConfigError(f"'{path}' is the input; give the output another name.")
         if photo and path.suffix.lower() not in IMAGE_SUFFIXES:
-            raise SinkError(
+            raise ConfigError(
                 f"'{path}' is not a picture file name; the input '{input_path}' is a photo, so "
                 "use a .png or .jpg file name."
             )
         if not photo:
             if path.suffix.lower() in IMAGE_SUFFIXES or path.suffix.lower() not in VIDEO_FORMATS:
-                raise SinkError(
+                raise ConfigError(
                     f"'{path}' is not a video file name; the input '{input_path}' is a video, so "
                     f"use one of {', '.join(VIDEO_FORMATS)}."
                 )
