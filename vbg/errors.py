@@ -12,9 +12,10 @@ One exit-code rule for every command:
   without its value, a value of the wrong type or out of range (``--mask-smoothing 1``, an odd
   ``--width``, ``--width`` without ``--height``), an unknown ``--model`` name, a malformed
   ``--background`` spec (``color:#zz0000``, ``blur:0``), an output file name of the wrong kind
-  (``--record call.avi``, a video processed to ``out.png``) or the input's own name, a config file
-  that is missing or not valid TOML. argparse's errors and :class:`ConfigError`; the values are checked in
-  :mod:`vbg.config` (and the command's own flags in its command), not where they are used.
+  (``--record call.avi``, a video processed to ``out.png``) or the input's own name, a config
+  file that is missing or not valid TOML. argparse's errors and :class:`ConfigError`; the values
+  are checked in :mod:`vbg.config` (and the command's own flags in its command), not where they
+  are used.
 - **1, a runtime failure**: the command is well formed, but something it names or needs fails
   when vbg opens or uses it: a camera, input, background or weights file that is missing or
   unreadable (a path is checked when it is opened, as a camera is), a model that cannot be

@@ -22,12 +22,12 @@ import importlib.util
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.error
-import urllib.request
 import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -43,6 +43,7 @@ from vbg.segmentation.options import FETCH_SOURCES
 MEDIAPIPE_VERSION = "0.10.14"
 MEDIAPIPE_STORAGE = "https://storage.googleapis.com/mediapipe-assets/"
 MEDIAPIPE_MEMBER = "mediapipe/modules/selfie_segmentation/"
+DOWNLOAD_TIMEOUT = 30.0  # seconds without an answer before a download is given up
 
 
 @dataclasses.dataclass(frozen=True)
@@ -224,10 +225,14 @@ def _from_storage(info: ModelInfo) -> bytes:
     url = MEDIAPIPE_STORAGE + info.file
     with tempfile.TemporaryDirectory(prefix="vbg-download-") as folder:
         path = Path(folder) / info.file
+        previous = socket.getdefaulttimeout()  # torch's download sets none: a stalled
+        socket.setdefaulttimeout(DOWNLOAD_TIMEOUT)  # network would hang the first run for ever
         try:
             torch.hub.download_url_to_file(url, str(path), progress=sys.stderr.isatty())
         except (urllib.error.URLError, OSError) as exc:
             raise LookupError(f"{url}: {getattr(exc, 'reason', exc)}") from exc
+        finally:
+            socket.setdefaulttimeout(previous)
         return path.read_bytes()
 
 
