@@ -38,7 +38,7 @@ def list_models() -> list[str]:
     """The table ``vbg models`` prints: speeds only where ``vbg bench`` measured them here."""
     speeds = measured_speeds()
     auto, _ = auto_model(choose_device("auto"))
-    lines = [f"{'model':<30} {'input':>16}  {'ms/mask here (vbg bench)':<26} weights"]
+    lines = [f"{'model':<35} {'input':>16}  {'ms/mask here (vbg bench)':<26} weights"]
     for info in MODELS.values():
         measured = [
             f"{row['ms_median']:.1f} {row['device']}"
@@ -51,7 +51,7 @@ def list_models() -> list[str]:
             weights = f"not cached: the first run or 'vbg models fetch {info.name}' gets them"
         name = f"{info.name} (auto)" if info.name == auto else info.name
         speed = ", ".join(measured) or "-"
-        lines.append(f"{name:<30} {info.input_label:>16}  {speed:<26} {weights}")
+        lines.append(f"{name:<35} {info.input_label:>16}  {speed:<26} {weights}")
     if not speeds:
         lines.append("No speeds measured on this machine yet: 'vbg bench' measures and keeps them.")
     return lines
