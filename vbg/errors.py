@@ -22,8 +22,11 @@ One exit-code rule for every command:
   downloaded, a device that is not there (``--device cuda`` without CUDA), a virtual camera that
   cannot be opened, a disk that is full; and ``vbg doctor`` finding something missing. Every other
   :class:`VbgError`.
-- **0**: done, also after ``--help`` and after a run stopped with Ctrl-C or SIGTERM (the
-  recording finalised); **130**: interrupted outside a run (a download, a ``vbg process``).
+- **0**: done, also after ``--help`` and after a run ended with the preview's ``q`` key.
+- **128 + the signal's number**, as shells report it: stopped by a signal, the outputs
+  finalised (a recording, the frames ``vbg process`` had written, the stats): **130** Ctrl-C
+  (SIGINT), **143** SIGTERM, **129** SIGHUP (the terminal closed). A second signal while vbg
+  stops is only noted; stopping takes a few seconds at most.
 """
 
 from __future__ import annotations

@@ -19,6 +19,13 @@ Errors are turned into :class:`vbg.errors.VbgError` s where they happen (a camer
 model, compositing, an output), chained with ``from``. A failing output is dropped with a
 message and the run goes on while another output is left; any other failure ends the run and
 :meth:`Pipeline.stop` raises it in the main thread. One stop event ends everything.
+
+Stopping is bounded and cannot be cut short: :meth:`Pipeline.stop` closes the sink queues first,
+waits at most :data:`SHUTDOWN_TIMEOUT` for the threads (the model's run in progress at most
+:data:`MODEL_GRACE` of it: a slow model's last mask is not awaited), then finalises every output.
+It does that on a thread of its own, so that a Ctrl-C arriving meanwhile (a KeyboardInterrupt in
+the main thread) waits for it and is raised after, never leaving a recording unfinalised. Every
+thread is a daemon: one still inside a torch call cannot keep the process alive.
 """
 
 from __future__ import annotations
@@ -47,7 +54,14 @@ from vbg.stats import Stats
 log = logging.getLogger("vbg")
 T = TypeVar("T")
 
-JOIN_TIMEOUT = 5.0
+JOIN_TIMEOUT = 5.0  # a sink removed while the run goes on (the r key) may take this to end
+# Stopping: the most stop() waits for the threads, all of them together (seconds), before it
+# finalises the outputs without them; of it, the model's run in progress gets at most
+# MODEL_GRACE (a slow model's last mask is of no use once the output has ended). A sink's close
+# waits at least CLOSE_GRACE for a write that still runs.
+SHUTDOWN_TIMEOUT = 3.0
+MODEL_GRACE = 0.5
+CLOSE_GRACE = 1.0
 INFERENCE_NICENESS = 10  # how much lower the model thread's priority is (Linux)
 SINK_QUEUE_SECONDS = 2.0  # a sink may fall this far behind before its oldest frames are dropped
 # The most a frame is held for its own mask (seconds). Holding the picture delays it against the
@@ -254,6 +268,14 @@ class DropOldestQueue(Generic[T]):
             self._closed = True
             self._cond.notify_all()
 
+    def discard(self) -> None:
+        """Drop every item left (counted as dropped) and close: readers get None."""
+        with self._cond:
+            self.dropped += len(self._items)
+            self._items.clear()
+            self._closed = True
+            self._cond.notify_all()
+
     @property
     def closed(self) -> bool:
         with self._cond:
@@ -308,12 +330,26 @@ class _SinkRunner:
         finally:
             self._stats.set_dropped(self.sink.name, self.queue.dropped)
 
-    def finish(self) -> None:
-        """Let the sink write what it has queued, then close it (from the main thread)."""
+    def finish(self, timeout: float = JOIN_TIMEOUT) -> None:
+        """Let the sink write what it has queued for up to ``timeout`` seconds, drop what is
+        still left, then close it. A failure to finalise is raised as a :class:`SinkError`."""
         self.queue.close()
         if self.thread.ident is not None:  # started
-            self.thread.join(JOIN_TIMEOUT)
-        if not self.sink.close():
+            self.thread.join(max(timeout, 0.0))
+        if self.thread.is_alive():  # behind, or stuck in a write: it writes nothing more
+            self.queue.discard()
+            self._stats.set_dropped(self.sink.name, self.queue.dropped)
+            log.warning(
+                "The %s output fell behind; %d queued frames were left out at the end.",
+                self.sink.name,
+                self.queue.dropped,
+            )
+        try:
+            closed = self.sink.close(max(timeout, CLOSE_GRACE))
+        except Exception as exc:  # noqa: BLE001 - finalising failed (a full disk): reported
+            error = _as_sink_error(self.sink, exc)
+            raise error from error.__cause__
+        if not closed:
             log.warning("The %s output was still writing; it was not closed.", self.sink.name)
 
 
@@ -374,6 +410,8 @@ class Pipeline:
             )
         ]
         self._started_at = 0.0  # the clock's time at start
+        self._stopper: threading.Thread | None = None  # stop()'s thread, once it is asked
+        self._stopper_lock = threading.Lock()
 
     # -- control, from the main thread ------------------------------------------------------
 
@@ -423,26 +461,61 @@ class Pipeline:
             return {runner.sink.name: len(runner.queue) for runner in self._sinks}
 
     def stop(self) -> None:
-        """Stop all stages, let each sink write what it has queued, close it, and join the
-        threads. Raises the first error a stage raised, if any (a :class:`VbgError`)."""
+        """Stop all stages, let each sink write what it has queued, finalise (close) every
+        output, within :data:`SHUTDOWN_TIMEOUT` for the threads. Raises the first error a stage
+        or an output's finalising raised, if any (a :class:`VbgError`).
+
+        Safe to call again (it waits for the first call's work) and safe to interrupt: the work
+        runs on a thread of its own; a KeyboardInterrupt (Ctrl-C) that reaches the caller
+        meanwhile waits for it to finish and is raised after (a stage's error first)."""
+        with self._stopper_lock:
+            if self._stopper is None:
+                self._stopper = threading.Thread(
+                    target=self._guard, args=(self._shut_down,), name="vbg-stop", daemon=True
+                )
+                self._stopper.start()
+            stopper = self._stopper
+        interrupted: KeyboardInterrupt | None = None
+        while True:
+            try:
+                stopper.join()
+                self._finished.set()
+                break
+            except KeyboardInterrupt as exc:  # the outputs are finalised first, then it counts
+                interrupted = interrupted or exc
+        if self._error is not None:
+            raise self._error
+        if interrupted is not None:
+            raise interrupted
+
+    def _shut_down(self) -> None:
+        """stop()'s work, on its own thread: end the stages, then finalise the outputs."""
+        deadline = time.monotonic() + SHUTDOWN_TIMEOUT
         self.stats.stop()  # the run's figures end here, not after waiting for the threads
         self._stop.set()
         self._frames.close()
         self._masks.close()
         self._progress.close()
-        for thread in self._threads:
-            if thread.is_alive():
-                thread.join(JOIN_TIMEOUT)
         with self._sinks_lock:
             runners, self._sinks = self._sinks + self._ended, []
             self._ended = []
-        for runner in runners:
+        for runner in runners:  # first: each sink's thread writes what is queued, then ends
             runner.queue.close()
+        capture, inference, compositor = self._threads
+        for thread in (compositor, capture):
+            if thread.is_alive():
+                thread.join(max(deadline - time.monotonic(), 0.0))
+        if inference.is_alive():  # told to stop; its run in progress is not awaited
+            inference.join(min(max(deadline - time.monotonic(), 0.0), MODEL_GRACE))
         for runner in runners:
-            runner.finish()
-        self._finished.set()
-        if self._error is not None:
-            raise self._error
+            try:
+                runner.finish(deadline - time.monotonic())
+            except SinkError as exc:  # finalising failed: the run ends with it, others go on
+                with self._error_lock:
+                    if self._error is None:
+                        self._error = exc
+                    else:
+                        log.error("%s", exc)
 
     # -- what the threads report ------------------------------------------------------------
 
@@ -467,14 +540,15 @@ class Pipeline:
         self._finished.set()
 
     def _sink_failed(self, runner: _SinkRunner, error: SinkError) -> None:
-        """Drop a failing output; the run goes on while another one is left."""
+        """Drop a failing output; the run goes on while another one is left, unless the output
+        is vital (a recording the user asked for): then the run ends with its error."""
         with self._sinks_lock:
             if runner in self._sinks:
                 self._sinks.remove(runner)
                 self._ended.append(runner)
             left = len(self._sinks)
         self.stats.count("outputs_failed")
-        if left:
+        if left and not runner.sink.vital:
             log.warning("%s Going on without it.", error)
             return
         self._fail(error)

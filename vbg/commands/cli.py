@@ -8,10 +8,13 @@ The only place where a config file and flags become a :class:`RunConfig`, and wh
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import re
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
@@ -460,23 +463,72 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
+# The signals that end a command as Ctrl-C does (SIGHUP: the terminal was closed), with what a
+# message calls them. Each finalises the outputs; the exit code is 128 + the signal's number.
+_STOP_SIGNALS = {"SIGINT": "Ctrl-C", "SIGTERM": "SIGTERM", "SIGHUP": "SIGHUP, the terminal closed"}
+
+
+class _Interrupts:
+    """The signals that stop a command. The first raises KeyboardInterrupt in the main thread:
+    what the command does stops, and its ExitStack finalises the outputs (a recording, ``vbg
+    process``'s video) and writes the stats. Any later one is only noted: a second Ctrl-C must
+    not cut the finalising short (it used to leave vbg hung). SIGINT is set too, not left to
+    Python: a program started in the background by a script inherits SIGINT ignored.
+
+    Python runs signal handlers in the main thread only, between two bytecodes, so the state
+    here is the main thread's alone (no lock)."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None  # the first signal's number
+        self._previous: dict[int, Any] = {}
+
+    def install(self) -> None:
+        """Handle the stop signals (this platform's; from the main thread only)."""
+        if threading.current_thread() is not threading.main_thread():
+            return  # signal.signal works there only; KeyboardInterrupt stays Python's
+        for name in _STOP_SIGNALS:
+            number = getattr(signal, name, None)  # Windows has no SIGHUP
+            if number is not None:
+                self._previous[number] = signal.signal(number, self._handle)
+
+    def ignore(self) -> None:
+        """Ignore the stop signals from now on (the program is ending; Python, ending, would
+        put back their default, which kills the process, for those it handles itself)."""
+        for number in self._previous:
+            signal.signal(number, signal.SIG_IGN)
+
+    def restore(self) -> None:
+        """Put back the handlers there were before :meth:`install`."""
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+        self._previous.clear()
+
+    @property
+    def name(self) -> str:
+        """The first signal as the user knows it (Ctrl-C)."""
+        number = self.signum or signal.SIGINT
+        return _STOP_SIGNALS.get(signal.Signals(number).name, signal.Signals(number).name)
+
+    @property
+    def exit_code(self) -> int:
+        """128 + the first signal's number, as shells report it (130 for Ctrl-C)."""
+        return 128 + (self.signum or signal.SIGINT)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.signum is None:
+            self.signum = signum
+            raise KeyboardInterrupt
+        log.warning(
+            "%s: already stopping; the outputs are being finalised (a few seconds at most).",
+            _STOP_SIGNALS.get(signal.Signals(signum).name, signal.Signals(signum).name),
+        )
 
 
 def _run(args: argparse.Namespace) -> int:
     from vbg.commands.run import run
 
     config = build_config(args)
-    # SIGTERM finalises recordings like Ctrl-C does. SIGINT is set too: a program started from
-    # a script in the background inherits SIGINT ignored, and would then not stop on it.
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    signal.signal(signal.SIGINT, _raise_interrupt)
-    try:
-        stats = run(config)
-    except KeyboardInterrupt:
-        log.info("stopped")
-        return 0
+    stats = run(config)  # a stop signal ends it as a KeyboardInterrupt, outputs finalised
     log.info("done: %d frames out, %d masks", stats.get("frames_out"), stats.get("masks"))
     return 0
 
@@ -496,7 +548,52 @@ def _doctor(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``vbg`` command; returns the exit code (the rule: vbg.errors)."""
+    """Entry point of the ``vbg`` command; returns the exit code (the rule: vbg.errors).
+
+    A stop signal (Ctrl-C, SIGTERM, SIGHUP) ends the command with its outputs finalised and one
+    line, ``stopped (Ctrl-C)``, followed by what the command had done by then when it says so
+    (the message of its KeyboardInterrupt); the exit code is 128 + the signal's number.
+
+    Called as the program (``argv`` None: ``vbg``, ``python -m vbg``), the process ends at once
+    once everything is finalised, should a thread of vbg's still be running (see
+    :func:`_end_now_if_threads_run`)."""
+    interrupts = _Interrupts()
+    interrupts.install()
+    try:
+        code = _command(argv)
+    except KeyboardInterrupt as exc:
+        done = f": {exc}" if str(exc) else ""
+        log.info("stopped (%s)%s", interrupts.name, done)
+        code = interrupts.exit_code
+    finally:
+        if argv is None:  # the program ends: a signal now would only cut Python's ending short
+            interrupts.ignore()
+        else:
+            interrupts.restore()
+    if argv is None:
+        _end_now_if_threads_run(code)
+    return code
+
+
+def _end_now_if_threads_run(code: int) -> None:
+    """End the process with ``code`` now if a thread of vbg's still runs: a slow model's last
+    run, which stop() does not await. Python would wait for nothing (vbg's threads are daemons)
+    but such a thread, inside a torch call while Python shuts down, aborts the process ("terminate
+    called without an active exception", exit code -6). Everything is finalised by now; the
+    messages are flushed first."""
+    running = [t.name for t in threading.enumerate() if t.name.startswith("vbg-") and t.is_alive()]
+    if not running:
+        return
+    log.debug("ending with %s still running", ", ".join(running))
+    for flush in [handler.flush for handler in log.handlers] + [sys.stdout.flush, sys.stderr.flush]:
+        with contextlib.suppress(OSError, ValueError):  # a closed terminal (SIGHUP)
+            flush()
+    os._exit(code)
+
+
+def _command(argv: Sequence[str] | None) -> int:
+    """Parse ``argv`` and run its command; the exit code. A stop signal comes out as a
+    KeyboardInterrupt, for :func:`main`."""
     messages.setup()
     arguments = list(sys.argv[1:] if argv is None else argv)
     leading = 0
@@ -529,5 +626,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("%s", exc)
         log.debug("where it happened:", exc_info=exc)
         return exc.exit_code
-    except KeyboardInterrupt:
-        return 130

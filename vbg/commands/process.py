@@ -203,7 +203,13 @@ def process_file(
             )
             mask_sink = stack.enter_context(_LikeInput(mask_writer, reader, audio=False))
         bar = _Progress(reader.frame_count, sys.stderr) if progress else None
-        return process_frames(reader, processor, sink, mask_sink=mask_sink, progress=bar)
+        try:
+            return process_frames(reader, processor, sink, mask_sink=mask_sink, progress=bar)
+        except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM: what is written is kept, playable
+            stack.close()  # finalised first, so that the count is what the file holds
+            raise KeyboardInterrupt(
+                f"{writer.frames_written} frames written to {output_path}, playable"
+            ) from exc
 
 
 def _process_photo(

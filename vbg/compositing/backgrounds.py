@@ -9,6 +9,7 @@ Spec strings (``--background``): an image file, a folder of images, a video file
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from vbg.images import IMAGE_SUFFIXES, VIDEO_SUFFIXES, Frame, Mask, cover, read_
 
 DEFAULT_BLUR = 21.0
 COLORS = ("#00B140", "#FFFFFF", "#202020", "#3A6EA5")  # the preview's colour key cycles these
+
+log = logging.getLogger("vbg")
 
 _COLOR_RE = re.compile(r"^#?([0-9a-fA-F]{6})$")
 
@@ -114,35 +117,77 @@ class ImageBackground(Background):
 
 
 class FolderBackground(Background):
-    """The images of a folder, one at a time; :meth:`step` moves to the next or previous one."""
+    """The pictures of a folder, one at a time, in name order; :meth:`step` moves to the next or
+    previous one.
+
+    Files without a picture suffix (:data:`IMAGE_SUFFIXES`: a ``.txt``, a video) are ignored
+    without a word. A picture that cannot be read, wherever it is in the folder, is skipped with
+    one message naming it, and is not tried again; only a folder with no readable picture at all
+    is an error. Pictures are read when they are shown, not all at the start.
+    """
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        try:
+            entries = list(folder.iterdir())
+        except OSError as exc:
+            raise BackgroundError(
+                f"Background folder '{folder}' cannot be read ({exc.strerror}). Check that it "
+                "is a folder you may read."
+            ) from exc
+        self.paths = sorted(p for p in entries if p.suffix.lower() in IMAGE_SUFFIXES)
         if not self.paths:
             raise BackgroundError(
                 f"Background folder '{folder}' has no images ({', '.join(sorted(IMAGE_SUFFIXES))})."
             )
-        self.index = 0
-        self._current = ImageBackground(self.paths[0])
+        self._unreadable: set[Path] = set()
+        found, skipped = self._readable_from(0, 1)
+        if found is None:
+            names = [path.name for path in self.paths]
+            listed = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if names[3:] else "")
+            raise BackgroundError(
+                f"Background folder '{folder}' has no picture vbg can read ({listed}). "
+                f"{skipped[0][1]}"
+            )
+        for path, why in skipped:
+            log.warning("Background folder '%s': skipped %s: %s", folder, path.name, why)
+        self.index, self._current = found
         self.name = self._current.name
+
+    def _readable_from(
+        self, index: int, direction: int
+    ) -> tuple[tuple[int, ImageBackground] | None, list[tuple[Path, BackgroundError]]]:
+        """The first readable picture at ``index`` or on from it in ``direction`` (1 or -1),
+        at most once round the folder, with its index (None when there is none); and
+        each picture found unreadable on the way, with why (not tried again later)."""
+        skipped: list[tuple[Path, BackgroundError]] = []
+        for _ in range(len(self.paths)):
+            path = self.paths[index]
+            if path not in self._unreadable:
+                try:
+                    return (index, ImageBackground(path)), skipped
+                except BackgroundError as exc:
+                    self._unreadable.add(path)
+                    skipped.append((path, exc))
+            index = (index + direction) % len(self.paths)
+        return None, skipped
 
     def step(self, delta: int) -> str | None:
-        """Show the image ``delta`` places on (wrapping). Skips unreadable files.
+        """Show the picture ``delta`` places on (wrapping), or the next readable one beyond it;
+        the picture shown stays when no other can be read.
 
-        Returns a notice naming what was skipped, or None.
-        """
-        notice = None
-        for _ in range(len(self.paths)):
-            self.index = (self.index + delta) % len(self.paths)
-            try:
-                self._current = ImageBackground(self.paths[self.index])
-            except BackgroundError as exc:
-                notice = f"skipped {self.paths[self.index].name}: {exc}"
-                continue
-            break
-        self.name = self._current.name
-        return notice
+        Returns one notice naming each picture skipped on the way (for the caller to log), or
+        None when none was."""
+        if not delta:
+            return None
+        start = (self.index + delta) % len(self.paths)
+        found, skipped = self._readable_from(start, 1 if delta > 0 else -1)
+        if found is not None:
+            self.index, self._current = found
+            self.name = self._current.name
+        if not skipped:
+            return None
+        return "Background folder: skipped " + "; ".join(f"{p.name}: {e}" for p, e in skipped)
 
     def render(self, frame: Frame, t: float, mask: Mask | None = None) -> Frame | None:
         return self._current.render(frame, t, mask)
