@@ -164,9 +164,9 @@ def check_model(config: RunConfig) -> tuple[Check, str | None]:
 
 
 def check_weights(model: str, weights: Path | None = None) -> Check:
-    """The model's weights: the ``weights`` file if given, else the cache. Weights that are not
-    cached yet are a warning: the first run downloads them."""
-    from vbg.segmentation.models import is_cached, model_info
+    """The model's weights: the ``weights`` file if given, else the cache (its SHA-256 checked).
+    Weights that are not cached yet, or damaged, are a warning: the first run downloads them."""
+    from vbg.segmentation.models import cache_state, model_info
 
     if weights is not None:
         if weights.is_file():
@@ -174,10 +174,17 @@ def check_weights(model: str, weights: Path | None = None) -> Check:
         return Check("model weights", False, f"--weights {weights} does not exist",
                      "check the path, or leave out --weights for the cached weights")  # fmt: skip
     info = model_info(model)
-    if is_cached(info):
+    state = cache_state(info)
+    if state == "cached":
         return Check("model weights", True, f"{model} cached in {info.cache_path.parent}")
+    what = (
+        f"the cached {info.cache_path} is damaged (another SHA-256); the first run downloads "
+        "it again"
+        if state == "damaged"
+        else f"{model} is not cached yet; the first run downloads it"
+    )
     return Check(
-        "model weights", False, f"{model} is not cached yet; the first run downloads it",
+        "model weights", False, what,
         f"run 'vbg models fetch {model}' while online, or pass --weights FILE", needed=False,
     )  # fmt: skip
 

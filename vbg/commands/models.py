@@ -9,6 +9,7 @@ from vbg.errors import ConfigError
 from vbg.segmentation.models import (
     MODELS,
     auto_model,
+    cache_state,
     fetch_model,
     is_cached,
     measured_speeds,
@@ -45,10 +46,12 @@ def list_models() -> list[str]:
             for key, row in sorted(speeds.items())
             if key.split("@")[0] == info.name
         ]
-        if is_cached(info):
+        state = cache_state(info)
+        if state == "cached":
             weights = "cached"
         else:
-            weights = f"not cached: the first run or 'vbg models fetch {info.name}' gets them"
+            how = "damaged (another SHA-256)" if state == "damaged" else "not cached"
+            weights = f"{how}: the first run or 'vbg models fetch {info.name}' gets them"
         name = f"{info.name} (auto)" if info.name == auto else info.name
         speed = ", ".join(measured) or "-"
         lines.append(f"{name:<35} {info.input_label:>16}  {speed:<26} {weights}")

@@ -3,8 +3,12 @@
 Two families:
 
 - **torchvision**: the VOC-label segmentation models (``fcn_resnet50`` and kin). Their weights come
-  from torchvision's weights API, which downloads and caches them on first use
-  (``~/.cache/torch/hub/checkpoints``), or from a local state dict (``--weights``).
+  from the URL torchvision's weights API names, downloaded on first use into torch's cache
+  (``~/.cache/torch/hub/checkpoints``, or ``$TORCH_HOME/hub/checkpoints``), or from a local state
+  dict (``--weights``). Every file is loaded with ``torch.load(weights_only=True)``, never as a
+  full pickle (which runs any code planted in it), and a cached file is loaded only when its
+  SHA-256 starts with the hex digits in its name (torch.hub's convention,
+  ``fcn_resnet50_coco-1167a1af.pth``); one that does not is downloaded again.
 - **mediapipe**: Google's selfie segmentation models (Apache-2.0), read from their .tflite files
   and run in torch (:mod:`vbg.segmentation.tflite_graph`). ``vbg models fetch NAME`` puts the
   file in vbg's cache
@@ -172,34 +176,71 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         raise ModelError(
             f"Weights file '{path}' does not exist. Check the path given to --weights."
         )
+    return _load_state(path, "Pass a file saved with torch.save(model.state_dict(), PATH).")
+
+
+def _load_state(path: Path, fix: str) -> dict[str, torch.Tensor]:
+    """The state dict in ``path``, unpickled with ``weights_only=True`` (tensors and plain
+    containers only: a planted pickle's code does not run); ``fix`` ends the error message."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a bad file
         raise ModelError(
             f"Weights file '{path}' is not a PyTorch state dict that can be loaded safely "
-            f"({type(exc).__name__}). Pass a file saved with torch.save(model.state_dict(), PATH)."
+            f"({type(exc).__name__}). {fix}"
         ) from exc
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ModelError(
-            f"Weights file '{path}' does not hold a state dict of tensors. "
-            "Pass a file saved with torch.save(model.state_dict(), PATH)."
-        )
+        raise ModelError(f"Weights file '{path}' does not hold a state dict of tensors. {fix}")
     return state
 
 
 def download_state_dict(info: ModelInfo) -> dict[str, torch.Tensor]:
-    """The pretrained weights through torchvision's weights API (cached after the first time)."""
-    weights = info.weights
-    if not info.cache_path.is_file():
-        log.info(f"downloading {info.name} weights to {info.cache_path} (first run only)...")
+    """The pretrained weights of a torchvision model: from torch's cache when the file there has
+    its SHA-256, else downloaded first (:func:`fetch_torchvision`)."""
+    path = fetch_torchvision(info)
+    return _load_state(
+        path, f"Delete it and run 'vbg models fetch {info.name}', or pass --weights PATH."
+    )
+
+
+def fetch_torchvision(info: ModelInfo) -> Path:
+    """Put the torchvision weights in torch's cache (``info.cache_path``) unless an intact copy
+    is there; a damaged one (another SHA-256) is downloaded again. The download is torch.hub's,
+    which checks the hash prefix before it moves the file in place: a failed download leaves
+    the cache as it was. Raises :class:`ModelError` saying what failed and what to do."""
+    path, state = info.cache_path, cache_state(info)
+    if state == "cached":
+        return path
+    url = info.weights.url
+    if state == "damaged":
+        log.warning(
+            f"the cached {info.name} weights {path} are damaged (their SHA-256 does not start "
+            f"with {_expected_digest(info)}): downloading them again..."
+        )
+    else:
+        log.info(f"downloading {info.name} weights to {path} (first run only)...")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    previous = socket.getdefaulttimeout()  # torch's download sets none: a stalled network
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT)  # would hang the first run for ever
     try:
-        return weights.get_state_dict(progress=sys.stderr.isatty(), check_hash=True)  # type: ignore[no-any-return]
+        torch.hub.download_url_to_file(
+            url, str(path), _expected_digest(info), progress=sys.stderr.isatty()
+        )
     except (urllib.error.URLError, OSError, RuntimeError) as exc:
+        reason = (str(getattr(exc, "reason", exc)).strip() or type(exc).__name__).splitlines()[0]
+        what = (
+            f"The cached {info.name} weights {path} are damaged (another SHA-256) and could not "
+            "be downloaded again"
+            if state == "damaged"
+            else f"Could not download the {info.name} weights"
+        )
         raise ModelError(
-            f"Could not download the {info.name} weights from {weights.url} ({exc}). "
-            "Connect to the internet once so they are cached, or pass --weights PATH "
-            "with a local state dict."
+            f"{what} from {url} ({reason}). Connect to the internet once so they are "
+            "cached, or pass --weights PATH with a local state dict."
         ) from exc
+    finally:
+        socket.setdefaulttimeout(previous)
+    return path
 
 
 # -- MediaPipe files -----------------------------------------------------------------------
@@ -286,12 +327,50 @@ def _save_checked(info: ModelInfo, data: bytes) -> Path:
     return path
 
 
-def is_cached(info: ModelInfo) -> bool:
-    """Whether the model's weights are in the cache (and, for MediaPipe files, intact)."""
+_DIGESTS: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> SHA-256
+
+
+def _file_sha256(path: Path) -> str:
+    """The file's SHA-256, computed once per process for each size and modification time (a
+    135 MB file takes about 0.15 s)."""
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _DIGESTS:
+        digest = hashlib.sha256()
+        with path.open("rb") as file:
+            while chunk := file.read(1 << 20):
+                digest.update(chunk)
+        _DIGESTS[key] = digest.hexdigest()
+    return _DIGESTS[key]
+
+
+def _expected_digest(info: ModelInfo) -> str:
+    """The SHA-256 the cached file must have: MediaPipe's whole, or for torchvision the hex
+    digits that torch.hub's naming puts in the file name (fcn_resnet50_coco-1167a1af.pth ->
+    1167a1af), a prefix of it."""
+    if info.family == "mediapipe":
+        return info.sha256
+    match = torch.hub.HASH_REGEX.search(info.cache_path.name)
+    return match.group(1) if match else ""
+
+
+def cache_state(info: ModelInfo) -> str:
+    """``"cached"`` (the file is there with its SHA-256), ``"missing"`` or ``"damaged"`` (there,
+    but another SHA-256 or unreadable: the next run or ``vbg models fetch`` gets it again)."""
     path = info.cache_path
     if not path.is_file():
-        return False
-    return info.family != "mediapipe" or _sha256(path.read_bytes()) == info.sha256
+        return "missing"
+    expected = _expected_digest(info)
+    try:
+        intact = bool(expected) and _file_sha256(path).startswith(expected)
+    except OSError:
+        intact = False
+    return "cached" if intact else "damaged"
+
+
+def is_cached(info: ModelInfo) -> bool:
+    """Whether the model's weights are in the cache and intact (their SHA-256 checked)."""
+    return cache_state(info) == "cached"
 
 
 def fetch_model(name: str, sources: Sequence[str] = FETCH_SOURCES) -> Path:
@@ -302,10 +381,15 @@ def fetch_model(name: str, sources: Sequence[str] = FETCH_SOURCES) -> Path:
     """
     info = model_info(name)
     if info.family == "torchvision":
-        download_state_dict(info)
+        return fetch_torchvision(info)
+    state = cache_state(info)
+    if state == "cached":
         return info.cache_path
-    if is_cached(info):
-        return info.cache_path
+    if state == "damaged":
+        log.warning(
+            f"the cached {info.file} is damaged (its SHA-256 is not MediaPipe's): "
+            "fetching it again..."
+        )
     problems = []
     for source in sources:
         if source not in _SOURCES:
@@ -318,7 +402,12 @@ def fetch_model(name: str, sources: Sequence[str] = FETCH_SOURCES) -> Path:
             continue
         log.info(f"{name}: saved {path} (from {source})")
         return path
-    raise ModelError(f"Could not fetch {name}. " + "; ".join(problems))
+    damaged = (
+        f"The cached {info.cache_path} is damaged (another SHA-256) and could not be fetched again"
+        if state == "damaged"
+        else f"Could not fetch {name}"
+    )
+    raise ModelError(f"{damaged}. " + "; ".join(problems))
 
 
 def mediapipe_file(info: ModelInfo, weights: Path | None) -> Path:
@@ -327,8 +416,10 @@ def mediapipe_file(info: ModelInfo, weights: Path | None) -> Path:
         if not weights.is_file():
             raise ModelError(f"Model file '{weights}' does not exist. Check --weights.")
         return weights
-    if not is_cached(info):  # fetched on first use, as torchvision's weights are downloaded
+    state = cache_state(info)
+    if state == "missing":  # fetched on first use, as torchvision's weights are downloaded
         log.info(f"{info.name} is not cached yet: fetching it (first run only)...")
+    if state != "cached":  # a damaged file is fetched again (fetch_model says so)
         return fetch_model(info.name)
     return info.cache_path
 
