@@ -9,6 +9,8 @@ the mask is the softmax probability of the VOC "person" class.
 from __future__ import annotations
 
 import abc
+import hashlib
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -20,6 +22,8 @@ import torch
 
 from vbg.errors import ModelError
 from vbg.segmentation.models import (
+    MODELS,
+    ModelInfo,
     download_state_dict,
     mediapipe_file,
     model_info,
@@ -30,6 +34,8 @@ from vbg.segmentation.tflite_graph import TFLiteGraph
 
 Frame = np.ndarray  # H x W x 3 uint8, BGR
 Mask = np.ndarray  # H x W float32 in [0, 1], 1 = person
+
+log = logging.getLogger("vbg")
 
 _MEAN = (0.485, 0.456, 0.406)
 _STD = (0.229, 0.224, 0.225)
@@ -92,6 +98,21 @@ def build_model(name: str, weights: Path | None = None) -> torch.nn.Module:
     if aux:
         model.aux_classifier = None  # type: ignore[assignment]  # vbg uses only the main head; this saves a third of the work
     return model.eval()
+
+
+def checked_mask(mask: Mask, name: str, half: bool) -> Mask:
+    """``mask`` (h x w float32 probabilities) clipped to [0, 1], or :class:`ModelError` if any
+    value is NaN or infinite: damaged weights give those, and they are not a picture."""
+    if not np.isfinite(mask).all():
+        why = (
+            "its weights are damaged, or float16 overflowed" if half else "its weights are damaged"
+        )
+        raise ModelError(
+            f"The model {name} gave NaN or infinite values instead of a mask ({why}). Pass intact "
+            "--weights, or leave out --weights to use the cached file"
+            + (", or run with --precision float32." if half else ".")
+        )
+    return np.clip(mask, 0.0, 1.0, out=mask)
 
 
 class Segmenter(abc.ABC):
@@ -224,7 +245,7 @@ class TorchvisionSegmenter(Segmenter):
         batch = ((batch - self._mean) / self._std).to(self.dtype)
         logits = self.model(batch.contiguous(memory_format=self.memory_format))["out"]
         person = logits.float().softmax(dim=1)[0, self.person_index]
-        return person.float().cpu().numpy()
+        return checked_mask(person.cpu().numpy(), self.name, self.dtype == torch.float16)
 
 
 def _freeze(model: torch.nn.Module, example: torch.Tensor) -> torch.nn.Module:
@@ -296,7 +317,55 @@ class MediaPipeSegmenter(Segmenter):
         batch = torch.from_numpy(rgb).to(self.device).permute(2, 0, 1).unsqueeze(0).float() / 255.0
         batch = batch.to(self.dtype).contiguous(memory_format=torch.channels_last)
         person = self.model(batch)[0, 0]
-        return person.float().clamp(0.0, 1.0).cpu().numpy()
+        return checked_mask(person.float().cpu().numpy(), self.name, self.dtype == torch.float16)
+
+
+def _io_shapes(info: ModelInfo) -> tuple[list[tuple[int, ...]], list[tuple[int, ...]]]:
+    """The NHWC input and output shapes of a MediaPipe model's graph."""
+    width, height = info.input_size
+    return [(1, height, width, 3)], [(1, height, width, 1)]
+
+
+def _nhwc(shapes: list[tuple[int, ...]]) -> str:
+    return ", ".join("x".join(map(str, shape)) for shape in shapes)
+
+
+def mediapipe_graph(info: ModelInfo, path: Path) -> TFLiteGraph:
+    """The graph in ``path`` (a .tflite file) as model ``info`` runs it, checked first.
+
+    MediaPipe's own file (its SHA-256) is trusted; the other selfie model's file is refused
+    saying which ``--model`` it is; any other file is run only if :class:`TFLiteGraph` finds it
+    intact (see there: its shapes, and finite outputs from a blank picture) and it takes and
+    gives this model's 1 x H x W x 3 and 1 x H x W x 1, else refused with one line.
+    """
+    others = [o for o in MODELS.values() if o.family == "mediapipe" and o is not info]
+    try:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as exc:
+        raise ModelError(f"Model file '{path}' cannot be read: {exc.strerror}.") from exc
+    for other in others:
+        if digest == other.sha256:
+            raise ModelError(
+                f"'{path}' is the {other.name} model's file ({other.input_label} input), not "
+                f"{info.name}'s: pass --model {other.name} with it."
+            )
+    graph = TFLiteGraph(path, check=digest != info.sha256)  # MediaPipe's own file is trusted
+    found = (graph.input_shapes, graph.output_shapes)
+    if found != _io_shapes(info):
+        fits = [o.name for o in others if found == _io_shapes(o)]
+        what = f"pass --model {fits[0]} with it" if fits else "pass a selfie segmentation model"
+        inputs, outputs = _io_shapes(info)
+        raise ModelError(
+            f"'{path}' is not a {info.name} graph: it takes {_nhwc(found[0])} and gives "
+            f"{_nhwc(found[1])} (NHWC), where {info.name} takes {_nhwc(inputs)} and gives "
+            f"{_nhwc(outputs)}; {what}."
+        )
+    if digest != info.sha256:
+        log.info(
+            f"{path.name} is not MediaPipe's {info.file} (another SHA-256); its graph fits "
+            f"{info.name}, so it is run as that model (a fine-tuned variant?)"
+        )
+    return graph
 
 
 def upsample_mask(mask: Mask, width: int, height: int) -> Mask:
@@ -328,7 +397,7 @@ def load_segmenter(
             raise ModelError(
                 f"{name} takes a fixed {info.input_label} input; leave out --inference-size."
             )
-        graph = TFLiteGraph(mediapipe_file(info, weights))
+        graph = mediapipe_graph(info, mediapipe_file(info, weights))
         return MediaPipeSegmenter(
             graph, device=torch_device, size=info.input_size, name=name, half=half
         )

@@ -11,6 +11,14 @@ weights or activations, or integer tensors with a scale and zero point) is refus
 :class:`ModelError` before anything is built: running its integers as floats gives a wrong mask.
 Enum values (operators, tensor types, padding, activations) come from the ``tflite`` package.
 
+A file is checked before it is run, since a damaged flatbuffer reads as garbage rather than
+failing: the file identifier, table lengths and tensor indices within the file, every tensor's
+declared shape static and at most :data:`MAX_ELEMENTS` elements, convolution and pooling windows
+no larger than twice their input, then (unless the caller trusts the file) the graph run once on
+the ``meta`` device (shapes only, no memory) with every computed tensor's shape compared to the
+file's, and once on zeros with finite outputs. Any failure is one :class:`ModelError` naming the
+file; nothing else escapes.
+
 TFLite tensors are NHWC; the torch graph runs NCHW (what torch's kernels are fastest with), so
 weights are permuted once at load time and axis arguments are mapped. Padding follows TFLite:
 SAME pads ``max((ceil(in / stride) - 1) * stride + (k - 1) * dilation + 1 - in, 0)`` in total,
@@ -67,6 +75,10 @@ if tflite is not None:
 # tflite.Padding (SAME = 0): the tflite package has no copy of the C enum.
 _C_PADDING_SAME = 1
 _NHWC_TO_NCHW_AXIS = {0: 0, 1: 2, 2: 3, 3: 1, -1: 1, -2: 3, -3: 2, -4: 0}
+# The most elements a tensor may declare (MediaPipe's largest holds 294,912): with the meta run
+# and the window rule, no step of a checked file allocates more than a few hundred MB.
+MAX_ELEMENTS = 1 << 22
+MAX_STRIDE = 64  # of a transposed convolution, whose output grows with it
 
 Step = Callable[[list[torch.Tensor | None]], None]
 
@@ -77,6 +89,15 @@ def _fetch_command() -> str:
 
     names = [info.name for info in MODELS.values() if info.family == "mediapipe"]
     return f"'vbg models fetch {' '.join(names)}'"
+
+
+class _Damaged(ValueError):
+    """What is wrong in a file that is not a graph vbg can run (becomes a :class:`ModelError`)."""
+
+
+def _nchw(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """A declared NHWC shape as the torch graph computes it (other ranks are kept as they are)."""
+    return (shape[0], shape[3], shape[1], shape[2]) if len(shape) == 4 else shape
 
 
 def _same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int]:
@@ -98,7 +119,10 @@ class TFLiteGraph(nn.Module):
     ``input_shapes`` / ``output_shapes`` give the file's NHWC shapes.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, check: bool = True) -> None:
+        """``check``: run the graph on the meta device and on zeros before it is used (see the
+        module docstring); a caller that knows the file (MediaPipe's own, by its SHA-256) can
+        leave that out. The file's tables are checked either way."""
         super().__init__()
         if tflite is None:
             raise ModelError(
@@ -106,35 +130,116 @@ class TFLiteGraph(nn.Module):
             )
         try:
             data = path.read_bytes()
-            model = tflite.Model.GetRootAsModel(data, 0)
-            graph = model.Subgraphs(0)
-            graph.OperatorsLength()
         except OSError as exc:
             raise ModelError(f"Model file '{path}' cannot be read: {exc.strerror}.") from exc
-        except Exception as exc:  # a file that is not a flatbuffer fails in many ways
-            raise ModelError(f"Model file '{path}' is not a TensorFlow Lite model.") from exc
         self.path = path
+        self._shapes: dict[int, tuple[int, ...]] = {}  # declared shapes, each read once
+        self._types_checked = False  # _refuse_quantized has run (once for both reads)
+        try:
+            if data[4:8] != b"TFL3":
+                raise _Damaged("no TFL3 identifier")
+            if check:
+                self._read(data, meta=True)  # shapes only: a damaged size allocates nothing
+                self._check_shapes()
+            self._read(data, meta=False)
+            if check:
+                self._check_finite()
+        except ModelError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a damaged flatbuffer fails in many ways
+            if isinstance(exc, _Damaged):
+                reason = str(exc)
+            else:
+                reason = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}"
+            raise ModelError(
+                f"Model file '{path}' is not a TensorFlow Lite model that vbg can run: it is "
+                f"damaged or not a float selfie segmentation graph ({reason[:120]}). Pass an "
+                f"intact .tflite file, or leave out --weights to use the file that "
+                f"{_fetch_command()} puts in vbg's cache."
+            ) from exc
+        del self._model, self._graph  # the flatbuffer is not needed once the steps exist
+
+    def _read(self, data: bytes, *, meta: bool) -> None:
+        """Build the steps from the flatbuffer; ``meta``: parameters on the meta device."""
+        model = tflite.Model.GetRootAsModel(data, 0)
+        if model.SubgraphsLength() < 1:
+            raise _Damaged("no subgraph")
+        graph = model.Subgraphs(0)
+        limit = len(data) // 4  # each entry of these tables takes at least 4 bytes of the file
+        for what, length in (
+            ("tensors", graph.TensorsLength()),
+            ("operators", graph.OperatorsLength()),
+            ("buffers", model.BuffersLength()),
+            ("operator codes", model.OperatorCodesLength()),
+        ):
+            if not 0 < length <= limit:
+                raise _Damaged(f"{length} {what}")
+        self._meta = meta
         self._model = model
         self._graph = graph
+        self._n_tensors = graph.TensorsLength()
         self._opcodes = [
             self._opcode_name(model.OperatorCodes(i)) for i in range(model.OperatorCodesLength())
         ]
         self._constants: dict[int, np.ndarray] = {}
         self._steps: list[Step] = []
+        self._step_outputs: list[int] = []  # the tensor each step computes
         self._params = nn.ParameterList()
-        self.inputs = [int(i) for i in graph.InputsAsNumpy()]
-        self.outputs = [int(i) for i in graph.OutputsAsNumpy()]
-        self.input_shapes = [
-            tuple(int(d) for d in graph.Tensors(i).ShapeAsNumpy()) for i in self.inputs
-        ]
-        self.output_shapes = [
-            tuple(int(d) for d in graph.Tensors(i).ShapeAsNumpy()) for i in self.outputs
-        ]
-        self._n_tensors = graph.TensorsLength()
-        self._refuse_quantized()
+        self.inputs = self._indices(graph.InputsAsNumpy())
+        self.outputs = self._indices(graph.OutputsAsNumpy())
+        if not self.inputs or not self.outputs:
+            raise _Damaged("no inputs or no outputs")
+        self.input_shapes = [self._shape(i) for i in self.inputs]
+        self.output_shapes = [self._shape(i) for i in self.outputs]
+        if not self._types_checked:
+            self._refuse_quantized()
+            self._types_checked = True
         for index in range(graph.OperatorsLength()):
             self._add_operator(graph.Operators(index))
-        del self._model, self._graph  # the flatbuffer is not needed once the steps exist
+
+    def _indices(self, indices: object, optional: bool = False) -> list[int]:
+        """Tensor indices from the file, each checked to name a tensor (-1: an optional input
+        left out, where ``optional``)."""
+        if not isinstance(indices, np.ndarray):  # the flatbuffer's 0 for an absent vector
+            return []
+        result = [int(i) for i in indices]
+        for index in result:
+            if not (0 <= index < self._n_tensors or (optional and index == -1)):
+                raise _Damaged(f"tensor index {index} of {self._n_tensors}")
+        return result
+
+    def _shape(self, index: int) -> tuple[int, ...]:
+        """The declared (NHWC) shape of tensor ``index``: static, at most MAX_ELEMENTS."""
+        if index not in self._shapes:
+            tensor = self._graph.Tensors(index)
+            shape = tuple(int(d) for d in tensor.ShapeAsNumpy()) if tensor.ShapeLength() else ()
+            if any(d < 1 for d in shape) or math.prod(shape) > MAX_ELEMENTS:
+                raise _Damaged(f"tensor {index} has the shape {shape}")
+            self._shapes[index] = shape
+        return self._shapes[index]
+
+    def _check_shapes(self) -> None:
+        """Run the graph on the meta device and compare each computed shape with the file's."""
+        values: list[torch.Tensor | None] = [None] * self._n_tensors
+        for index, shape in zip(self.inputs, self.input_shapes, strict=True):
+            values[index] = torch.empty(_nchw(shape), device="meta")
+        for out, step in zip(self._step_outputs, self._steps, strict=True):
+            step(values)
+            value, declared = values[out], self._shape(out)
+            if value is None or tuple(value.shape) != _nchw(declared):
+                got = None if value is None else tuple(value.shape)
+                raise _Damaged(f"tensor {out} computes as {got}, the file says {declared}")
+        if any(values[i] is None for i in self.outputs):
+            raise _Damaged("an output is not computed")
+
+    @torch.no_grad()
+    def _check_finite(self) -> None:
+        """Run the graph once on zeros: every output must be finite (damaged weights are not)."""
+        zeros = [torch.zeros(_nchw(shape)) for shape in self.input_shapes]
+        outputs = self(*zeros)
+        for output in outputs if isinstance(outputs, tuple) else (outputs,):
+            if not bool(torch.isfinite(output).all()):
+                raise _Damaged("it computes NaN or infinite values from a blank picture")
 
     # -- reading the file -------------------------------------------------------------------
 
@@ -182,6 +287,8 @@ class TFLiteGraph(nn.Module):
         if index in self._constants:
             return self._constants[index]
         tensor = self._graph.Tensors(index)
+        if not 0 <= tensor.Buffer() < self._model.BuffersLength():
+            raise _Damaged(f"tensor {index} names buffer {tensor.Buffer()}")
         buffer = self._model.Buffers(tensor.Buffer())
         if buffer is None or buffer.DataLength() == 0:
             return None
@@ -189,13 +296,18 @@ class TFLiteGraph(nn.Module):
         if dtype is None:
             name = _TYPE_NAMES.get(tensor.Type(), str(tensor.Type()))
             raise ModelError(f"'{self.path}': constants of type {name} are not supported.")
-        shape = tuple(int(d) for d in tensor.ShapeAsNumpy()) if tensor.ShapeLength() else ()
-        value = np.frombuffer(buffer.DataAsNumpy().tobytes(), dtype=dtype).reshape(shape)
+        value = np.frombuffer(buffer.DataAsNumpy().tobytes(), dtype=dtype).reshape(
+            self._shape(index)
+        )
         self._constants[index] = value
         return value
 
     def _param(self, value: np.ndarray) -> torch.Tensor:
         array = np.ascontiguousarray(value, np.float32)
+        if self._meta:
+            param = nn.Parameter(torch.empty(array.shape, device="meta"), requires_grad=False)
+            self._params.append(param)
+            return param
         if not array.flags.writeable:  # a float32 constant viewing the file: torch warns
             array = array.copy()
         param = nn.Parameter(torch.from_numpy(array), requires_grad=False)
@@ -212,8 +324,13 @@ class TFLiteGraph(nn.Module):
 
     def _add_operator(self, op: tflite.Operator) -> None:
         name = self._opcodes[op.OpcodeIndex()]
-        ins = [int(i) for i in op.InputsAsNumpy()]
-        out = int(op.OutputsAsNumpy()[0])
+        ins = self._indices(op.InputsAsNumpy(), optional=True)
+        outs = self._indices(op.OutputsAsNumpy())
+        if len(ins) < 1 or len(outs) != 1:
+            raise _Damaged(f"a {name} with {len(ins)} inputs and {len(outs)} outputs")
+        if any(index < 0 for slot, index in enumerate(ins) if slot != 2):  # 2: an optional bias
+            raise _Damaged(f"a {name} without a required input")
+        out = outs[0]
         build = getattr(self, f"_op_{name.lower()}", None)
         if build is None:
             raise ModelError(f"'{self.path}': the TFLite operator {name} is not supported by vbg.")
@@ -223,7 +340,27 @@ class TFLiteGraph(nn.Module):
         def step(values: list[torch.Tensor | None]) -> None:
             values[out] = fn(*(values[i] for i in ins))
 
+        self._add_step(out, step)
+
+    def _add_step(self, out: int, step: Step) -> None:
         self._steps.append(step)
+        self._step_outputs.append(out)
+
+    def _window(
+        self,
+        index: int,
+        size: tuple[int, int],
+        stride: tuple[int, int],
+        dilation: tuple[int, int] = (1, 1),
+    ) -> None:
+        """Refuse a window that no real graph has: a damaged dilation or size would make a
+        padded copy far larger than the tensors the file declares (a stride only shrinks)."""
+        _, height, width, _ = self._shape(index)
+        for extent, step, rate, side in zip(size, stride, dilation, (height, width), strict=True):
+            if not (step > 0 and extent > 0 and rate > 0):
+                raise _Damaged(f"a window of {size}, stride {stride}, dilation {dilation}")
+            if (extent - 1) * rate + 1 > 2 * side + 1:
+                raise _Damaged(f"a window of {size} (dilation {dilation}) on a side of {side}")
 
     def _op_dequantize(self, op: tflite.Operator, ins: list[int], out: int) -> None:
         value = self._constant(ins[0])
@@ -247,8 +384,7 @@ class TFLiteGraph(nn.Module):
             raise ModelError(f"'{self.path}': convolution weights must be constants.")
         if depthwise:  # [1, kh, kw, C * multiplier] -> [C * multiplier, 1, kh, kw]
             weight = self._param(kernel.transpose(3, 0, 1, 2))
-            channels = self._graph.Tensors(ins[0]).ShapeAsNumpy()[3]
-            groups = int(channels)
+            groups = self._shape(ins[0])[3]
         else:  # [O, kh, kw, I] -> [O, I, kh, kw]
             weight = self._param(kernel.transpose(0, 3, 1, 2))
             groups = 1
@@ -259,6 +395,7 @@ class TFLiteGraph(nn.Module):
         same = options.Padding() == tflite.Padding.SAME  # type: ignore[attr-defined]
         activation = self._activation(options.FusedActivationFunction())  # type: ignore[attr-defined]
         size = (kernel.shape[1], kernel.shape[2])
+        self._window(ins[0], size, stride, dilation)
         pointwise = size == (1, 1) and groups == 1 and stride == (1, 1)
 
         def conv(x: torch.Tensor) -> torch.Tensor:
@@ -302,7 +439,7 @@ class TFLiteGraph(nn.Module):
             y = fn(left(values), right(values))
             values[out] = activation(y) if activation else y
 
-        self._steps.append(step)
+        self._add_step(out, step)
 
     def _op_add(self, op: tflite.Operator, ins: list[int], out: int) -> None:
         self._binary(op, ins, out, torch.add, tflite.AddOptions)
@@ -336,6 +473,7 @@ class TFLiteGraph(nn.Module):
         stride = (options.StrideH(), options.StrideW())  # type: ignore[attr-defined]
         same = options.Padding() == tflite.Padding.SAME  # type: ignore[attr-defined]
         activation = self._activation(options.FusedActivationFunction())  # type: ignore[attr-defined]
+        self._window(ins[0], size, stride)
 
         def pool(x: torch.Tensor) -> torch.Tensor:
             if not same and (x.shape[2], x.shape[3]) == size:
@@ -375,6 +513,8 @@ class TFLiteGraph(nn.Module):
         weight = self._param(kernel.transpose(3, 0, 1, 2))  # [O, kh, kw, I] -> [I, O, kh, kw]
         bias = self._param(bias_value)
         kh, kw = kernel.shape[1], kernel.shape[2]
+        if not (0 < stride_h <= MAX_STRIDE and 0 < stride_w <= MAX_STRIDE):
+            raise _Damaged(f"a transposed convolution with stride {(stride_h, stride_w)}")
         same = padding == _C_PADDING_SAME
 
         def deconv(x: torch.Tensor) -> torch.Tensor:
