@@ -156,9 +156,9 @@ def test_process_takes_run_s_compositing_options_and_config(
     # The saved mask lines up with the (mirrored) picture.
     plain_mask, mirrored_mask = tmp_path / "plain_mask.png", tmp_path / "mirrored_mask.png"
     assert main(["process", str(photo), "-o", str(plain), "--save-mask", str(plain_mask),
-                 *common]) == 0  # fmt: skip
+                 "--overwrite", *common]) == 0  # fmt: skip
     assert main(["process", str(photo), "-o", str(mirrored), "--save-mask", str(mirrored_mask),
-                 "--mirror", *common]) == 0  # fmt: skip
+                 "--mirror", "--overwrite", *common]) == 0  # fmt: skip
     flipped = cv2.flip(cv2.imread(str(plain_mask), cv2.IMREAD_GRAYSCALE), 1)
     assert np.array_equal(cv2.imread(str(mirrored_mask), cv2.IMREAD_GRAYSCALE), flipped)
 

@@ -53,6 +53,7 @@ class RunConfig:
     mirror: bool = False
     max_frames: int = 0  # stop after this many output frames; 0: run until quit
     stats: Path | None = None  # JSON statistics written at exit
+    overwrite: bool = False  # replace existing output files (record, stats, vbg process's -o)
 
     @property
     def mask_options(self) -> MaskOptions:
@@ -127,11 +128,11 @@ def _convert(key: str, value: Any, want: type, where: str) -> Any:
     if want is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{where} must be a whole number, not {value!r}.")
-        return value
+        return _fits(value, where)
     if want is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{where} must be a number, not {value!r}.")
-        return float(value)
+        return float(_fits(value, where) if isinstance(value, int) else value)
     if want is Path:
         if not isinstance(value, str):
             raise ConfigError(f"{where} must be a path in quotes, not {value!r}.")
@@ -140,6 +141,16 @@ def _convert(key: str, value: Any, want: type, where: str) -> Any:
         return Path(value).expanduser()
     if not isinstance(value, str):
         raise ConfigError(f"{where} must be text in quotes, not {value!r}.")
+    return value
+
+
+def _fits(value: int, where: str) -> int:
+    """``value`` if it fits in TOML's 64-bit integers (Python's reader takes longer ones)."""
+    if not -(2**63) <= value < 2**63:
+        raise ConfigError(
+            f"{where} is far too large a number ({value.bit_length()} bits); "
+            "see configs/default.toml for its range."
+        )
     return value
 
 
@@ -176,8 +187,8 @@ def _check_ranges(config: RunConfig, name: _Names) -> None:
             raise ConfigError(f"{name(key)} {needs}.")
         if wrong:
             fail(key, even)
-    if not 0 <= config.fps <= 240:  # written so that NaN fails too
-        fail("fps", "must be between 0 and 240")
+    if not (config.fps == 0 or 1 <= config.fps <= 240):  # written so that NaN fails too
+        fail("fps", "must be 0 (the source's own) or between 1 and 240")
     if not 0.0 <= config.mask_smoothing < 1.0:
         fail("mask_smoothing", "must be at least 0 and below 1")
     if not 0.0 <= config.hysteresis < 0.5:
@@ -249,6 +260,11 @@ def read_config_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"Config file '{path}' cannot be read: {exc}.") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"Config file '{path}' is not valid TOML: {exc}.") from exc
+    except ValueError as exc:  # tomllib's int() refuses a number of more than 4300 digits
+        reason = str(exc).split(":")[0]
+        raise ConfigError(
+            f"Config file '{path}' is not valid TOML: a value in it cannot be read ({reason})."
+        ) from exc
     for key, value in values.items():
         if isinstance(value, dict):
             raise ConfigError(

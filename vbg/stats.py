@@ -96,6 +96,12 @@ class Stats:
         with self._lock:
             self._counts[name] = self._counts.get(name, 0) + n
 
+    def set_count(self, name: str, n: int) -> None:
+        """Set counter ``name`` to ``n`` (a figure known only at the end: the frames a
+        recording's file really holds)."""
+        with self._lock:
+            self._counts[name] = n
+
     def add_time(self, stage: str, seconds: float) -> None:
         with self._lock:
             self._time_sum[stage] = self._time_sum.get(stage, 0.0) + seconds
@@ -165,5 +171,11 @@ class Stats:
             **counts,
         }
 
+    def to_json(self) -> str:
+        """:meth:`to_dict` as JSON text, as ``--stats`` writes it."""
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
     def write_json(self, path: Path) -> None:
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        """:meth:`to_json` to ``path`` (raises OSError; ``vbg run`` writes it whole or not at
+        all, with a one-line error, through :func:`vbg.outputs.files.write_file`)."""
+        path.write_text(self.to_json())

@@ -266,12 +266,14 @@ def _build_parser() -> _Parser:
     )  # fmt: skip
     _add_key(run, "max_frames", "stop after this many output frames", default="0, run until quit")
     _add_key(run, "stats", "write run statistics as JSON to this file at exit", metavar="FILE")
+    _add_key(run, "overwrite", "replace a --record or --stats file that exists")
 
     process = commands.add_parser("process", help="offline: one photo or video file")
     _add_verbosity_flags(process)
     process.add_argument("input", type=Path, help="photo or video file")
     process.add_argument("-o", "--output", type=Path, required=True, help="output file")
     process.add_argument("--save-mask", type=Path, help="also write the person mask here")
+    _add_key(process, "overwrite", "replace an output or mask file that exists")
     _add_frame_path_flags(process)
 
     evaluate = commands.add_parser("eval", help="score the masks on photos or a video with truth")

@@ -22,6 +22,7 @@ from vbg.commands.frame_path import make_processor
 from vbg.config import RunConfig
 from vbg.errors import BackgroundError, ConfigError, SinkError, SourceError
 from vbg.images import IMAGE_SUFFIXES, Frame, Mask, read_image
+from vbg.outputs.files import check_output_file, same_file, write_file
 from vbg.outputs.sinks import Sink
 from vbg.outputs.video import VIDEO_FORMATS, VideoWriter, check_video_path
 from vbg.processor import FrameProcessor
@@ -35,11 +36,16 @@ def mask_image(mask: Mask, *, mirror: bool = False) -> np.ndarray:
     return cv2.flip(image, 1) if mirror else image
 
 
-def _write_image(path: Path, image: np.ndarray) -> None:
-    if not path.parent.is_dir():
-        raise SinkError(f"Cannot write '{path}': folder '{path.parent}' does not exist.")
-    if path.suffix.lower() not in IMAGE_SUFFIXES or not cv2.imwrite(str(path), image):
+def _write_image(path: Path, image: np.ndarray, *, overwrite: bool) -> None:
+    """``image`` (H x W x 3 uint8 BGR, or H x W uint8) to a picture file, whole or not at all."""
+    encoded, data = (
+        cv2.imencode(path.suffix.lower(), image)
+        if path.suffix.lower() in IMAGE_SUFFIXES
+        else (False, None)
+    )
+    if not encoded or data is None:
         raise SinkError(f"Cannot write image '{path}': use a .png or .jpg file name.")
+    write_file(path, data.tobytes(), f"image '{path}'", overwrite=overwrite)
 
 
 class _Progress:
@@ -76,6 +82,11 @@ class _LikeInput(Sink):
         self.name = f"video '{writer.path}'"
         self._writer, self._reader, self._audio = writer, reader, audio
 
+    @property
+    def frames_saved(self) -> int | None:
+        """The frames in the file once it is closed (or failed); None while it is written."""
+        return self._writer.frames_saved
+
     def _write(self, frame: Frame) -> None:
         self._writer.write(frame, self._reader.timestamps[self._writer.frames_written])
         if self._audio:
@@ -86,7 +97,7 @@ class _LikeInput(Sink):
             self._writer.write_audio(packet)
 
     def _close(self) -> None:
-        if self._audio:
+        if self._audio and not self._writer.closed:
             self._copy_audio()  # what came after the last frame (all of it at the end)
         self._writer.close()
 
@@ -134,19 +145,24 @@ def _open_input(path: Path) -> np.ndarray | VideoFileReader:
                 if isinstance(cause, OSError) and cause.strerror
                 else "damaged, or not a picture"
             )
+            if "too large" in str(exc):  # read_image's pixel limit: its message says what to do
+                raise SourceError(f"Input {str(exc)[0].lower()}{str(exc)[1:]}") from exc
             raise SourceError(
                 f"Input '{path}' cannot be read ({why}). Use a JPEG or PNG photo."
             ) from exc
     return VideoFileReader(path)
 
 
-def _check_outputs(input_path: Path, photo: bool, paths: list[Path]) -> None:
+def _check_outputs(input_path: Path, photo: bool, paths: list[Path], *, overwrite: bool) -> None:
     """Raise before any work when an output cannot be what the input is: a name that cannot be
-    (the input's own, a suffix of the wrong kind) is a usage error (:class:`ConfigError`), a
-    folder that is not there a :class:`SinkError`."""
-    for path in paths:
-        if path.exists() and path.resolve() == input_path.resolve():
+    (the input's own, also through a link; another output's; a suffix of the wrong kind; an
+    existing file without ``overwrite``) is a usage error (:class:`ConfigError`), a folder that
+    is not there or not writable, or a file another vbg writes, a :class:`SinkError`."""
+    for n, path in enumerate(paths):
+        if same_file(path, input_path):
             raise ConfigError(f"'{path}' is the input; give the output another name.")
+        if any(same_file(path, other) for other in paths[:n]):
+            raise ConfigError(f"'{path}' is given for two outputs; give each its own name.")
         if photo and path.suffix.lower() not in IMAGE_SUFFIXES:
             raise ConfigError(
                 f"'{path}' is not a picture file name; the input '{input_path}' is a photo, so "
@@ -158,9 +174,9 @@ def _check_outputs(input_path: Path, photo: bool, paths: list[Path]) -> None:
                     f"'{path}' is not a video file name; the input '{input_path}' is a video, so "
                     f"use one of {', '.join(VIDEO_FORMATS)}."
                 )
-            check_video_path(path)
-        elif not path.parent.is_dir():
-            raise SinkError(f"Cannot write '{path}': folder '{path.parent}' does not exist.")
+            check_video_path(path, overwrite=overwrite)
+        else:
+            check_output_file(path, f"image '{path}'", overwrite=overwrite)
 
 
 def process_file(
@@ -185,38 +201,54 @@ def process_file(
         if isinstance(opened, VideoFileReader):
             stack.enter_context(opened)
         outputs = [output_path] + ([save_mask] if save_mask is not None else [])
-        _check_outputs(input_path, photo, outputs)
+        overwrite = config.overwrite
+        _check_outputs(input_path, photo, outputs, overwrite=overwrite)
         processor = make_processor(config, live=False)
         stack.callback(processor.compositor.background.close)
         if isinstance(opened, np.ndarray):
-            return _process_photo(opened, output_path, processor, save_mask)
+            return _process_photo(opened, output_path, processor, save_mask, overwrite=overwrite)
         reader = opened
         size = (reader.width, reader.height)
         writer = VideoWriter(
-            output_path, *size, rate=reader.rate, time_base=reader.time_base, audio=reader.audio
+            output_path,
+            *size,
+            rate=reader.rate,
+            time_base=reader.time_base,
+            audio=reader.audio,
+            overwrite=overwrite,
         )
         sink = stack.enter_context(_LikeInput(writer, reader, audio=reader.audio is not None))
         mask_sink = None
         if save_mask is not None:
             mask_writer = VideoWriter(
-                save_mask, *size, rate=reader.rate, time_base=reader.time_base
+                save_mask, *size, rate=reader.rate, time_base=reader.time_base, overwrite=overwrite
             )
             mask_sink = stack.enter_context(_LikeInput(mask_writer, reader, audio=False))
         bar = _Progress(reader.frame_count, sys.stderr) if progress else None
         try:
-            return process_frames(reader, processor, sink, mask_sink=mask_sink, progress=bar)
+            process_frames(reader, processor, sink, mask_sink=mask_sink, progress=bar)
         except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM: what is written is kept, playable
             stack.close()  # finalised first, so that the count is what the file holds
             raise KeyboardInterrupt(
-                f"{writer.frames_written} frames written to {output_path}, playable"
+                f"{writer.frames_saved or 0} frames written to {output_path}, playable"
             ) from exc
+        for finished in (mask_sink, sink):  # finalised here: a failure to finish is raised
+            if finished is not None:
+                finished.close()
+        return writer.frames_saved or 0
 
 
 def _process_photo(
-    frame: np.ndarray, output_path: Path, processor: FrameProcessor, save_mask: Path | None
+    frame: np.ndarray,
+    output_path: Path,
+    processor: FrameProcessor,
+    save_mask: Path | None,
+    *,
+    overwrite: bool,
 ) -> int:
     rendered = processor.process(frame, 0.0)
-    _write_image(output_path, rendered.frame)
+    _write_image(output_path, rendered.frame, overwrite=overwrite)
     if save_mask and rendered.mask is not None:
-        _write_image(save_mask, mask_image(rendered.mask, mirror=processor.compositor.mirror))
+        mask = mask_image(rendered.mask, mirror=processor.compositor.mirror)
+        _write_image(save_mask, mask, overwrite=overwrite)
     return 1

@@ -2,6 +2,9 @@
 
 Everything opened here is held in one ExitStack, so a recording is finalised however the run ends
 (quit key, Ctrl-C, SIGTERM, end of a file, or an error in a stage).
+
+The output paths (the recording, the stats file, the keys' folder) are checked before the camera
+opens (:func:`check_outputs`): a run is refused at once rather than after it, figures lost.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import cv2
+import numpy as np
 
 from vbg.commands.frame_path import make_processor
 from vbg.compositing.backgrounds import (
@@ -24,14 +28,17 @@ from vbg.compositing.backgrounds import (
     FolderBackground,
     PassThrough,
     parse_color,
+    parse_spec,
 )
 from vbg.compositing.compositor import Compositor
 from vbg.config import RunConfig
-from vbg.errors import SinkError
+from vbg.errors import ConfigError, SinkError
 from vbg.images import Frame
 from vbg.log import NoticeHandler
+from vbg.outputs.files import check_folder, check_output_file, same_file, write_file
 from vbg.outputs.preview import PreviewWindow, draw_overlay
 from vbg.outputs.sinks import CRASH_SAFE_SUFFIXES, RecordingSink, Sink, VirtualCameraSink
+from vbg.outputs.video import check_video_path
 from vbg.pipeline import Pipeline
 from vbg.segmentation.fallback import FallbackSegmenter
 from vbg.segmentation.still import StillSceneGate
@@ -44,7 +51,8 @@ NOTICE_SECONDS = 3.0
 
 
 def timestamped(folder: Path, prefix: str, suffix: str) -> Path:
-    """A new file name in ``folder`` such as vbg-20260101-120000.mkv."""
+    """A new file name in ``folder`` such as vbg-20260101-120000.mkv (-1, -2, ... added while
+    the name exists: the keys never write over a file)."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     path = folder / f"{prefix}-{stamp}{suffix}"
     n = 1
@@ -89,6 +97,7 @@ class Controls:
         self.size = size
         self.fps = fps
         self.recording = recording
+        self.recordings = [recording] if recording is not None else []  # all, for the stats
         self.configured: Background = compositor.background
         self.show_help = False
         self._color_index = -1
@@ -159,14 +168,20 @@ class Controls:
         elif action == "record":
             self.toggle_recording()
         elif action == "snapshot" and frame is not None:
-            path = timestamped(self.config.record_dir, "vbg-snapshot", ".png")
-            if cv2.imwrite(str(path), frame):
-                self.notify(f"snapshot saved to {path}")
-            else:
-                self.notify(f"could not write snapshot {path}")
+            self.snapshot(frame)
         elif action == "help":
             self.show_help = not self.show_help
         return True
+
+    def snapshot(self, frame: Frame) -> None:
+        """The frame (H x W x 3 uint8 BGR) to a new PNG file in ``record_dir``."""
+        path = timestamped(self.config.record_dir, "vbg-snapshot", ".png")
+        try:
+            write_file(path, _png(frame), f"snapshot '{path}'", overwrite=False)
+        except (SinkError, ConfigError) as exc:
+            self.notify(str(exc))
+        else:
+            self.notify(f"snapshot saved to {path}")
 
     def toggle_recording(self) -> None:
         """Stop the running recording (finalising the file), or start a new one."""
@@ -176,13 +191,78 @@ class Controls:
             self.notify(f"recording saved to {recording.path} ({recording.frames_written} frames)")
             return
         path = timestamped(self.config.record_dir, "vbg", ".mkv")  # plays even after a crash
-        try:
-            self.recording = RecordingSink(path, *self.size, self.fps)
-        except SinkError as exc:
+        try:  # not vital: a recording started with a key that fails leaves the call going
+            self.recording = RecordingSink(path, *self.size, self.fps, vital=False)
+        except (SinkError, ConfigError) as exc:
             self.notify(str(exc))
             return
+        self.recordings.append(self.recording)
         self.pipeline.add_sink(self.recording)
         self.notify(f"recording to {path}")
+
+
+def _png(frame: Frame) -> bytes:
+    encoded, data = cv2.imencode(".png", frame)
+    if not encoded:
+        raise SinkError("The snapshot could not be encoded as PNG.")
+    return np.asarray(data).tobytes()
+
+
+def check_outputs(config: RunConfig) -> None:
+    """Refuse, before anything opens, the outputs that cannot be written: a recording or stats
+    file that is the source, the background or each other (also through links), or that exists
+    without ``overwrite`` (:class:`ConfigError`, exit 2); one whose folder is missing or does not
+    take files, that names a folder, or that another vbg writes (:class:`SinkError`, exit 1);
+    and, with the preview, a ``record_dir`` for the keys that cannot take their files (when it
+    is the default, the current folder, only a warning: the keys may never be pressed)."""
+    inputs: list[tuple[str, Path]] = []
+    if config.camera_index is None:
+        inputs.append(("the source", Path(config.source).expanduser()))
+    background = parse_spec(config.background)
+    if background.kind == "path":
+        inputs.append(("the background", background.path))
+    outputs = [
+        (what, path)
+        for what, path in (("recording", config.record), ("statistics file", config.stats))
+        if path is not None
+    ]
+    for what, path in outputs:
+        for name, used in inputs:
+            if same_file(path, used):
+                raise ConfigError(f"The {what} '{path}' is {name}; give the {what} another name.")
+    if len(outputs) == 2 and same_file(outputs[0][1], outputs[1][1]):
+        raise ConfigError(f"--record and --stats both name '{config.stats}'; give each its own.")
+    if config.record is not None:
+        check_video_path(config.record, overwrite=config.overwrite)
+    if config.stats is not None:
+        check_output_file(
+            config.stats, f"statistics file '{config.stats}'", overwrite=config.overwrite
+        )
+    if config.preview:
+        try:
+            check_folder(config.record_dir, "recordings and snapshots (the r and s keys)")
+        except SinkError as exc:
+            if config.record_dir != RunConfig().record_dir:
+                raise
+            log.warning("%s Give --record-dir to use the keys.", exc)
+
+
+def _write_stats(stats: Stats, config: RunConfig, failed: BaseException | None) -> None:
+    """The run's figures to ``config.stats``. A failure is one line: raised, unless the run
+    failed already (``failed``), whose error is the one to report; then it is logged."""
+    if config.stats is None:
+        return
+    try:
+        write_file(
+            config.stats,
+            stats.to_json().encode(),
+            f"statistics file '{config.stats}'",
+            overwrite=config.overwrite,
+        )
+    except (SinkError, ConfigError) as exc:
+        if failed is None:
+            raise
+        log.error("%s", exc)
 
 
 def _open_virtual_camera(
@@ -217,7 +297,9 @@ def _open_sinks(
             sinks.append(stack.enter_context(vcam))
     recording = None
     if config.record:
-        recording = stack.enter_context(RecordingSink(config.record, *size, fps))
+        recording = stack.enter_context(
+            RecordingSink(config.record, *size, fps, overwrite=config.overwrite)
+        )
         sinks.append(recording)
         log.info("recording to %s", config.record)
         if config.record.suffix.lower() not in CRASH_SAFE_SUFFIXES:
@@ -252,8 +334,10 @@ def run(config: RunConfig, *, camera_factory: Callable[..., Any] | None = None) 
     """Run the live pipeline until quit, Ctrl-C, the end of a file source or ``max_frames``.
 
     ``camera_factory`` replaces ``pyvirtualcam.Camera`` (tests pass a stand-in).
-    Returns the run's Stats (also written to ``config.stats`` when set).
+    Returns the run's Stats (also written to ``config.stats`` when set); ``record_frames`` in
+    them is the frames the recordings' files hold.
     """
+    check_outputs(config)
     stats = Stats()
     with contextlib.ExitStack() as stack:
         source = stack.enter_context(
@@ -292,21 +376,34 @@ def run(config: RunConfig, *, camera_factory: Callable[..., Any] | None = None) 
         )
         stack.callback(controls.close)
         log.info("running: %s %dx%d at %g fps, %s", source.description, *size, fps, label)
+        failed: BaseException | None = None
         try:  # start inside: a Ctrl-C while the threads start still stops them all
             pipeline.start()
             if window is None:
                 _wait(pipeline)
             else:
                 _window_loop(window, pipeline, controls)
+        except BaseException as exc:
+            failed = exc
+            raise
         finally:
             try:
                 pipeline.stop()  # raises what a stage raised, after every sink is finalised
+            except BaseException as exc:
+                failed = failed or exc
+                raise
             finally:
                 _finish_stats(stats, processor.segmenter)
-                if config.stats:
-                    stats.write_json(config.stats)
-        if controls.recording is not None and controls.recording is not recording:
-            log.info("recording saved to %s", controls.recording.path)
+                if controls.recordings:  # the frames in the files, not those sent to them
+                    saved = sum(r.frames_written for r in controls.recordings)
+                    stats.set_count("record_frames", saved)
+                _write_stats(stats, config, failed)
+        if controls.recording is not None:
+            log.info(
+                "recording saved to %s (%d frames)",
+                controls.recording.path,
+                controls.recording.frames_written,
+            )
     return stats
 
 

@@ -42,6 +42,10 @@ class Sink(abc.ABC):
     """
 
     name = "sink"
+    # Whether the run ends when this output fails (a recording the user asked for: losing it
+    # silently while the preview goes on is worse than stopping); else it is dropped with a
+    # message while another output is left.
+    vital = False
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -179,21 +183,44 @@ class RecordingSink(Sink):
     even if vbg is killed), MP4, M4V or MOV (playable once finalised). See
     :mod:`vbg.outputs.video`; the encoder runs x264's :data:`~vbg.outputs.video.LIVE_PRESET` on
     :data:`~vbg.outputs.video.LIVE_THREADS` threads, leaving the model the rest of the CPU.
+
+    ``overwrite``: replace an existing file (else :class:`~vbg.errors.ConfigError`); ``vital``:
+    the run ends when the recording fails (a full disk), the file finished first. A write that
+    fails raises :class:`SinkError` saying how many frames the file holds.
     """
 
     name = "record"
 
-    def __init__(self, path: Path, width: int, height: int, fps: float) -> None:
+    def __init__(
+        self,
+        path: Path,
+        width: int,
+        height: int,
+        fps: float,
+        *,
+        overwrite: bool = False,
+        vital: bool = True,
+    ) -> None:
         super().__init__()
         self.path = path
+        self.vital = vital
         self._writer = VideoWriter(
-            path, width, height, rate=fps, preset=LIVE_PRESET, threads=LIVE_THREADS
+            path,
+            width,
+            height,
+            rate=fps,
+            preset=LIVE_PRESET,
+            threads=LIVE_THREADS,
+            overwrite=overwrite,
         )
         self.size = (width, height)
 
     @property
     def frames_written(self) -> int:
-        return self._writer.frames_written
+        """The frames in the file: those written so far while it is open; once it is closed
+        (or failed), those a player finds in it."""
+        saved = self._writer.frames_saved
+        return self._writer.frames_written if saved is None else saved
 
     def _write(self, frame: Frame) -> None:
         self._writer.write(frame)

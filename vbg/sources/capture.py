@@ -4,10 +4,17 @@ Every source has the same small surface: ``width``, ``height``, ``fps``, ``read(
 next Frame (H x W x 3 uint8 BGR) or None at the end, and ``close()``. A file source can play at its
 own frame rate like a camera (``realtime=True``), which is how the live pipeline is tested without
 a camera. Frames are scaled to cover the requested size and centre-cropped, never stretched.
+
+A source's own size (no ``width``/``height`` asked) is kept within what vbg's outputs carry
+(:func:`fit_size`): larger than :data:`MAX_SIZE` (4K UHD, 3840x2160, either way round) it is
+scaled down, with one line saying so (a 12000x9000 photo would otherwise run at 0.1 fps in 5 GB
+and give a video few players open); smaller than :data:`MIN_SIDE` on a side it is refused (the
+optical flow and the encoder work on blocks of pixels).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from types import TracebackType
@@ -19,11 +26,42 @@ import numpy as np
 from vbg.errors import BackgroundError, SourceError, SourceLost
 from vbg.images import IMAGE_SUFFIXES, cover, read_image
 
+log = logging.getLogger("vbg")
+
 Frame = np.ndarray  # H x W x 3 uint8, BGR
+
+MAX_SIZE = (3840, 2160)  # long side, short side: the most a source's own size is taken as
+MIN_SIDE = 16  # pixels: smaller, OpenCV's optical flow refuses the frame
 
 CAMERA_DEFAULT_SIZE = (1280, 720)
 CAMERA_DEFAULT_FPS = 30.0
 STILL_DEFAULT_FPS = 30.0
+
+
+def fit_size(width: int, height: int, description: str) -> tuple[int, int]:
+    """The size a source of ``width`` x ``height`` is taken at: its own, or scaled down (keeping
+    its aspect, even numbers) to fit :data:`MAX_SIZE` either way round, with a line saying so.
+
+    Raises :class:`SourceError` when a side is below :data:`MIN_SIDE`."""
+    if min(width, height) < MIN_SIDE:
+        raise SourceError(
+            f"{description} is {width}x{height} pixels, too small: vbg needs at least "
+            f"{MIN_SIDE}x{MIN_SIDE}. Use a larger picture or video, or ask for a size with "
+            "--width and --height."
+        )
+    scale = min(MAX_SIZE[0] / max(width, height), MAX_SIZE[1] / min(width, height))
+    if scale >= 1:
+        return width, height
+    fitted = (
+        max(MIN_SIDE, int(width * scale) // 2 * 2),
+        max(MIN_SIDE, int(height * scale) // 2 * 2),
+    )
+    log.warning(
+        "%s is %dx%d; scaled down to %dx%d (vbg takes at most %dx%d, 4K, as its own size; "
+        "--width and --height ask for another).",
+        description, width, height, *fitted, *MAX_SIZE,
+    )  # fmt: skip
+    return fitted
 
 
 class Source:
@@ -42,6 +80,11 @@ class Source:
         A live source raises :class:`SourceLost` when its device stops sending frames.
         """
         raise NotImplementedError
+
+    @property
+    def _label(self) -> str:
+        """The source as a message starts with it: "Camera 0", "Source 'talk.mp4'"."""
+        return self.description.capitalize() if self.live else f"Source '{self.description}'"
 
     def reopen(self) -> None:
         """Open a lost live source again; raises :class:`SourceLost` while it is still gone."""
@@ -101,7 +144,9 @@ class _CaptureSource(Source):
     ) -> None:
         self._capture = capture
         self._first: Frame | None = first
-        self.width, self.height = (width, height) if width else (first.shape[1], first.shape[0])
+        self.width, self.height = (
+            (width, height) if width else fit_size(first.shape[1], first.shape[0], self._label)
+        )
         reported = capture.get(cv2.CAP_PROP_FPS)
         self.fps = fps or (reported if 1 <= reported <= 240 else default_fps)
 
@@ -233,10 +278,15 @@ class ImageSource(Source):
         try:
             image = read_image(path)
         except BackgroundError as exc:
+            text = str(exc)
+            if "too large" in text:  # read_image's pixel limit: its message says what to do
+                raise SourceError(f"Source {text[0].lower()}{text[1:]}") from exc
             raise SourceError(
                 f"Source image '{path}' cannot be decoded. Use a JPEG or PNG."
             ) from exc
-        self.width, self.height = (width, height) if width else (image.shape[1], image.shape[0])
+        self.width, self.height = (
+            (width, height) if width else fit_size(image.shape[1], image.shape[0], self._label)
+        )
         self._image = cover(image, self.width, self.height)
         self.fps = fps or STILL_DEFAULT_FPS
         self.frame_count = None if realtime else 1

@@ -18,10 +18,11 @@ from typing import Any
 
 import av
 import av.audio.stream
+import cv2
 import numpy as np
 
 from vbg.errors import SourceError
-from vbg.sources.capture import Frame, Source
+from vbg.sources.capture import Frame, Source, fit_size
 
 DEFAULT_RATE = Fraction(30)
 
@@ -108,8 +109,13 @@ class VideoFileReader(Source):
             )
         self.rotation = first.rotation
         self._pending: Any = first
+        self._fit: tuple[int, int] | None = None
         image = self._image(first)
-        self.height, self.width = image.shape[:2]
+        size = fit_size(image.shape[1], image.shape[0], f"Input '{self.path}'")
+        if size != (image.shape[1], image.shape[0]):  # larger than 4K: scaled down
+            self._fit = size
+            image = self._image(first)
+        self.width, self.height = size
         self._pending_image: Frame | None = image
 
     def _decode(self, packets: Iterator[Any]) -> Iterator[Any]:
@@ -128,7 +134,10 @@ class VideoFileReader(Source):
             ) from exc
 
     def _image(self, frame: Any) -> Frame:
-        return _upright(frame.to_ndarray(format="bgr24"), self.rotation)
+        image = _upright(frame.to_ndarray(format="bgr24"), self.rotation)
+        if self._fit is not None:
+            image = cv2.resize(image, self._fit, interpolation=cv2.INTER_AREA)
+        return image
 
     def read(self) -> Frame | None:
         """The next frame (H x W x 3 uint8 BGR, upright), or None at the end of the file."""
