@@ -249,7 +249,11 @@ class DropOldestQueue(Generic[T]):
         self._closed = False
 
     def put(self, item: T) -> None:
+        """Add ``item``, dropping the oldest when full; once closed, ``item`` is dropped."""
         with self._cond:
+            if self._closed:
+                self.dropped += 1
+                return
             if len(self._items) >= self.maxsize:
                 self._items.popleft()
                 self.dropped += 1
@@ -338,12 +342,11 @@ class _SinkRunner:
             self.thread.join(max(timeout, 0.0))
         if self.thread.is_alive():  # behind, or stuck in a write: it writes nothing more
             self.queue.discard()
-            self._stats.set_dropped(self.sink.name, self.queue.dropped)
             log.warning(
-                "The %s output fell behind; %d queued frames were left out at the end.",
+                "The %s output fell behind; the frames it had queued were left out at the end.",
                 self.sink.name,
-                self.queue.dropped,
             )
+        self._stats.set_dropped(self.sink.name, self.queue.dropped)  # with those put after close
         try:
             closed = self.sink.close(max(timeout, CLOSE_GRACE))
         except Exception as exc:  # noqa: BLE001 - finalising failed (a full disk): reported
