@@ -22,11 +22,6 @@ from pathlib import Path
 
 from vbg.errors import ConfigError, SinkError
 
-try:
-    import fcntl
-except ImportError:  # Windows
-    fcntl = None  # type: ignore[assignment]
-
 OVERWRITE_HINT = "add --overwrite (config: overwrite = true), or give another name"
 
 
@@ -93,17 +88,30 @@ def _in_use(what: str) -> str:
     )
 
 
+def _lock(fd: int) -> None:
+    """An exclusive ``flock`` on ``fd``, not waiting: raises OSError (EWOULDBLOCK) when another
+    process holds it. Windows has no flock (``fcntl`` is imported here, not at the top, so that
+    vbg imports there): nothing is locked."""
+    try:
+        import fcntl
+    except ImportError:
+        return
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def _held_elsewhere(exc: OSError) -> bool:
+    return exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN)
+
+
 def _locked_elsewhere(path: Path) -> bool:
-    if fcntl is None:
-        return False
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
         return False
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        _lock(fd)
     except OSError as exc:
-        return exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN)
+        return _held_elsewhere(exc)
     finally:
         os.close(fd)
     return False
@@ -143,14 +151,13 @@ def claim(path: Path, what: str, *, overwrite: bool) -> Claim:
     except OSError as exc:
         raise SinkError(f"Cannot write {what} ({reason(exc)}).") from exc
     held = Claim(path, fd, created=not existed)
-    if fcntl is not None:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            held.release(remove=True)
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise SinkError(_in_use(what)) from exc
-            raise SinkError(f"Cannot write {what} ({reason(exc)}).") from exc
+    try:
+        _lock(fd)
+    except OSError as exc:
+        held.release(remove=True)
+        if _held_elsewhere(exc):
+            raise SinkError(_in_use(what)) from exc
+        raise SinkError(f"Cannot write {what} ({reason(exc)}).") from exc
     return held
 
 
