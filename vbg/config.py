@@ -237,7 +237,8 @@ def config_from_mapping(
     converted: dict[str, Any] = {}
     for key, value in values.items():
         if key not in types:
-            raise ConfigError(f"{origin}: unknown key '{key}'.{did_you_mean(key, sorted(types))}")
+            # !r: a key with a line break in it (TOML allows one) stays on the message's line
+            raise ConfigError(f"{origin}: unknown key {key!r}.{did_you_mean(key, sorted(types))}")
         converted[key] = _convert(key, value, types[key], name(key))
     config = RunConfig(**converted)
     _check_ranges(config, name)
@@ -268,7 +269,8 @@ def read_config_file(path: Path) -> dict[str, Any]:
     for key, value in values.items():
         if isinstance(value, dict):
             raise ConfigError(
-                f"{path}: unexpected table [{key}]; vbg config keys are top-level, "
+                f"{path}: unexpected table [{key if key.isprintable() else repr(key)}]; "
+                "vbg config keys are top-level, "
                 "see configs/default.toml."
             )
     return values

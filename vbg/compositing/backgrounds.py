@@ -248,7 +248,7 @@ def parse_color(spec: str) -> tuple[int, int, int]:
     match = _COLOR_RE.match(spec.strip())
     if not match:
         raise BackgroundError(
-            f"colour must be of the form #RRGGBB (for example color:#00B140), not '{spec}'."
+            f"colour must be of the form #RRGGBB (for example color:#00B140), not {spec!r}."
         )
     value = int(match.group(1), 16)
     return value & 0xFF, (value >> 8) & 0xFF, value >> 16
@@ -289,7 +289,7 @@ def parse_spec(spec: str) -> BackgroundSpec:
         except ValueError:
             strength = -1.0
         if not 1 <= strength <= 200:  # written so that NaN fails too
-            raise BackgroundError(f"blur strength must be a number from 1 to 200, not '{spec}'.")
+            raise BackgroundError(f"blur strength must be a number from 1 to 200, not {spec!r}.")
         return BackgroundSpec("blur", strength=strength)
     if lower.startswith(("color:", "colour:")):
         return BackgroundSpec("color", color=parse_color(text.split(":", 1)[1]))
@@ -310,7 +310,7 @@ def open_background(spec: str, *, blur_weighted: bool = True) -> Background:
         return FolderBackground(path)
     if not path.is_file():
         raise BackgroundError(
-            f"Background '{spec}' does not exist. Give an image, a folder of images, a video, "
+            f"Background {spec!r} does not exist. Give an image, a folder of images, a video, "
             "blur, blur:STRENGTH, color:#RRGGBB or none."
         )
     if path.suffix.lower() in VIDEO_SUFFIXES:
