@@ -108,6 +108,8 @@ def _assert_finalised(tmp_path: Path, out: Path, first: str) -> None:
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert stats["record_frames"] >= 1
     assert _decoded_frames(out) == stats["record_frames"]
+    # Every frame out is in the file or counted as dropped, none lost on the way.
+    assert stats["frames_out"] == stats["record_frames"] + stats["dropped"].get("record", 0)
     with av.open(str(out)) as container:
         last = list(container.decode(video=0))[-1].to_ndarray(format="bgr24")
     assert last.shape == (180, 320, 3) and last.std() > 10

@@ -676,8 +676,10 @@ class Pipeline:
                         self.stats.count("frames_own_mask")
                 output = dataclasses.replace(captured, frame=rendered.frame, notice=None)
                 with self._sinks_lock:
+                    if self._stop.is_set():  # the outputs are being finalised: not out
+                        break
                     runners = list(self._sinks)
-                for runner in runners:
+                for runner in runners:  # a queue closed since counts the frame as dropped
                     runner.queue.put(output)
                 frames_out += 1
                 self.stats.count("frames_out")
