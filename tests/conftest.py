@@ -240,7 +240,6 @@ def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         os.environ["VBG_CACHE_DIR"] = previous
 
 
-
 @pytest.fixture(autouse=True)
 def _no_downloads(monkeypatch: pytest.MonkeyPatch) -> None:
     """A test that would download a model in-process fails instead (a model the default run

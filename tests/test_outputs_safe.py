@@ -432,3 +432,29 @@ def test_a_picture_too_large_to_read_says_so(
     assert f"Source image '{big}' is too large to read safely" in err
     err = _one_line(capsys, ["process", str(big), "-o", str(tmp_path / "o.png"), *FAST], 1)
     assert f"Input image '{big}' is too large to read safely" in err
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
+def test_a_device_a_pipe_or_the_config_file_is_never_written_over(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    photo = next(fixture_path("photos", "images").iterdir())
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)  # opening it to look would wait for a writer for ever
+    source = ["--source", str(photo), "--max-frames", "3", *RUN, "--overwrite"]
+    err = _one_line(capsys, [*source, "--stats", str(pipe)], 2)
+    assert "it is not a regular file (a device or a pipe)" in err
+    assert _one_line(capsys, [*source, "--stats", os.devnull], 2)
+    config = tmp_path / "my.toml"
+    config.write_text(f'stats = "{config}"\n')
+    err = _one_line(capsys, [*source, "--config", str(config)], 2)
+    assert f"The statistics file '{config}' is the config file" in err
+    assert config.read_text() == f'stats = "{config}"\n'
+
+
+def test_a_path_with_a_line_break_is_still_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "two\nlines.png"
+    err = _one_line(capsys, ["process", str(missing), "-o", str(tmp_path / "o.png")], 1)
+    assert "two\\nlines.png" in err

@@ -231,7 +231,9 @@ def check_outputs(config: RunConfig) -> None:
             if same_file(path, used):
                 raise ConfigError(f"The {what} '{path}' is {name}; give the {what} another name.")
     if len(outputs) == 2 and same_file(outputs[0][1], outputs[1][1]):
-        raise ConfigError(f"--record and --stats both name '{config.stats}'; give each its own.")
+        raise ConfigError(
+            f"The recording and the statistics file both name '{config.stats}'; give each its own."
+        )
     if config.record is not None:
         check_video_path(config.record, overwrite=config.overwrite)
     if config.stats is not None:

@@ -69,6 +69,11 @@ def check_output_file(path: Path, what: str, *, overwrite: bool) -> None:
     check_folder(path.parent, what)
     if not path.exists():
         return
+    if not path.is_file():  # a device, a FIFO, a socket: never replaced, never opened to look
+        raise ConfigError(
+            f"Will not write {what}: it is not a regular file (a device or a pipe). "
+            "Give a file name."
+        )
     if not overwrite:
         raise _exists(what)
     if _locked_elsewhere(path):
