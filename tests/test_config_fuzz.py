@@ -796,8 +796,12 @@ RUNTIME_FAILURES = {
 # What only the files on disk make wrong, for a config that RULES take: one line, exit 2.
 REFUSED_FOR_FILES = {
     "an output that exists": re.compile(r"^Will not replace .*: it exists; add --overwrite"),
-    "an output that is an input": re.compile(r"^The .* '.*' is the (source|background);"),
-    "the recording and the statistics in one file": re.compile(r"^--record and --stats both name"),
+    "an output that is an input": re.compile(
+        r"^The .* '.*' is the (source|background|config file);"
+    ),
+    "the recording and the statistics in one file": re.compile(
+        r"^The recording and the statistics file both name"
+    ),
 }
 
 run_paths = st.sampled_from(

@@ -93,7 +93,7 @@ def test_an_output_is_never_its_input_also_through_links(
         assert f"The recording '{out}' is the background" in err
     err = _one_line(capsys, ["--source", str(picture), "--record", str(tmp_path / "x.mkv"),
                              "--stats", str(tmp_path / "x.mkv"), *RUN], 2)  # fmt: skip
-    assert "--record and --stats both name" in err
+    assert "The recording and the statistics file both name" in err
     assert clip.read_bytes() == original and not (tmp_path / "o.mkv").exists()
 
 
