@@ -22,7 +22,7 @@ from vbg.errors import ModelError, SourceError
 from vbg.images import Frame
 from vbg.pipeline import Pipeline
 from vbg.segmentation.models import MODELS, fetch_model, is_cached
-from vbg.segmentation.segmenter import half_precision, load_segmenter
+from vbg.segmentation.segmenter import MediaPipeSegmenter, half_precision, load_segmenter
 from vbg.segmentation.tflite_graph import TFLiteGraph
 from vbg.sources.capture import Source, VideoFileSource
 from vbg.stats import Stats
@@ -227,3 +227,18 @@ def test_float16_gives_the_float32_mask(model_cache: Path) -> None:
         a, b = single.predict(frame), half.predict(frame)
         assert b.dtype == np.float32 and np.abs(a - b).max() < 0.05
         assert ((a > 0.5) & (b > 0.5)).sum() / ((a > 0.5) | (b > 0.5)).sum() > 0.999
+
+
+@pytest.mark.parametrize("size", [(1280, 720), (2560, 1440), (1281, 720)])
+def test_whole_step_sampling_is_the_corner_aligned_warp(
+    model_cache: Path, size: tuple[int, int]
+) -> None:
+    """1280x720 to 256x144 takes every 5th pixel: the same bytes as MediaPipe's warp."""
+    segmenter = load_segmenter("mediapipe_selfie_landscape", weights=None, device="cpu")
+    assert isinstance(segmenter, MediaPipeSegmenter)
+    width, height = size
+    frame = np.random.default_rng(3).integers(0, 256, (height, width, 3), np.uint8)
+    corners = np.array([[0, 0], [width, 0], [0, height]], np.float32)
+    warp = cv2.getAffineTransform(corners, np.array([[0, 0], [256, 0], [0, 144]], np.float32))
+    expected = cv2.warpAffine(frame, warp, (256, 144), flags=cv2.INTER_LINEAR)
+    np.testing.assert_array_equal(segmenter._sample(frame), expected)

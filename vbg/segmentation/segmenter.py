@@ -305,17 +305,26 @@ class MediaPipeSegmenter(Segmenter):
             self._warp_for = ((width, height), warp)
         return self._warp_for[1]
 
-    @torch.inference_mode()
-    def predict(self, frame: Frame) -> Mask:
+    def _sample(self, frame: Frame) -> np.ndarray:
+        """The frame stretched to the model input: H x W x 3 uint8 BGR -> h x w x 3 uint8 BGR."""
         height, width = frame.shape[:2]
-        small = cv2.warpAffine(
+        w, h = self.size
+        if width % w == 0 and height % h == 0:
+            # Whole steps (1280x720 to 256x144): the corner-aligned samples fall on pixels,
+            # where bilinear weights are 1 and 0: every k-th pixel, the same bytes, 2x faster.
+            return np.ascontiguousarray(frame[:: height // h, :: width // w])
+        return cv2.warpAffine(
             frame, self._warp(width, height), self.size, flags=cv2.INTER_LINEAR,
             borderMode=cv2.BORDER_CONSTANT,
         )  # fmt: skip
-        rgb = cv2.cvtColor(small, cv2.COLOR_BGR2RGB)
-        # H x W x 3 uint8 viewed as 1 x 3 x H x W: already channels-last in memory.
-        batch = torch.from_numpy(rgb).to(self.device).permute(2, 0, 1).unsqueeze(0).float() / 255.0
-        batch = batch.to(self.dtype).contiguous(memory_format=torch.channels_last)
+
+    @torch.inference_mode()
+    def predict(self, frame: Frame) -> Mask:
+        rgb = cv2.cvtColor(self._sample(frame), cv2.COLOR_BGR2RGB)
+        # H x W x 3 uint8 viewed as 1 x 3 x H x W: already channels-last in memory, as the
+        # graph takes it (its 1x1 convolutions are matrix products over that memory).
+        batch = torch.from_numpy(rgb).to(self.device).permute(2, 0, 1).unsqueeze(0)
+        batch = batch.to(self.dtype).div_(255.0).contiguous(memory_format=torch.channels_last)
         person = self.model(batch)[0, 0]
         return checked_mask(person.float().cpu().numpy(), self.name, self.dtype == torch.float16)
 

@@ -401,16 +401,18 @@ class TFLiteGraph(nn.Module):
         def conv(x: torch.Tensor) -> torch.Tensor:
             padding: tuple[int, int] = (0, 0)
             if same:
-                rows = _same_padding(x.shape[2], size[0], stride[0], dilation[0])
-                cols = _same_padding(x.shape[3], size[1], stride[1], dilation[1])
+                rows = _same_padding(int(x.shape[2]), size[0], stride[0], dilation[0])
+                cols = _same_padding(int(x.shape[3]), size[1], stride[1], dilation[1])
                 if rows[0] == rows[1] and cols[0] == cols[1]:
                     padding = (rows[0], cols[0])  # symmetric: the convolution pads, no copy
                 else:
                     x = F.pad(x, (cols[0], cols[1], rows[0], rows[1]))
-            if pointwise and x.shape[2] == 1 and x.shape[3] == 1:
-                # A 1x1 convolution of a 1x1 map (squeeze-and-excitation): a matrix product.
+            if pointwise:
+                # A 1x1 convolution is a matrix product over the pixels: one BLAS call on the
+                # channels-last map's memory (N*H*W x C, a view), the result channels-last too.
+                # torch's own 1x1 path on one thread copies to NCHW and back (2x slower here).
                 # (The weight is reshaped here, not once: .to() may swap its data for float16.)
-                y = F.linear(x.flatten(1), weight.flatten(1), bias)[:, :, None, None]
+                y = F.linear(x.permute(0, 2, 3, 1), weight.flatten(1), bias).permute(0, 3, 1, 2)
             else:
                 y = F.conv2d(x, weight, bias, stride, padding, dilation, groups)
             return activation(y, inplace=True) if activation else y  # y is ours to change
@@ -520,13 +522,18 @@ class TFLiteGraph(nn.Module):
         def deconv(x: torch.Tensor) -> torch.Tensor:
             # The full output is (in - 1) * stride + k; SAME drops max(0, k - (in - 1) % stride
             # - 1) rows (columns), the smaller half at the top (left), as MediaPipe's kernel does.
+            # The sizes as plain ints: a traced graph then crops by constants, not by a dozen
+            # recorded size computations per frame.
+            height, width = int(x.shape[2]), int(x.shape[3])
             y = F.conv_transpose2d(x, weight, bias, (stride_h, stride_w))
             if same:
-                rows = max(0, kh - (x.shape[2] - 1) % stride_h - 1)
-                cols = max(0, kw - (x.shape[3] - 1) % stride_w - 1)
+                rows = max(0, kh - (height - 1) % stride_h - 1)
+                cols = max(0, kw - (width - 1) % stride_w - 1)
                 if rows or cols:
                     top, left = rows // 2, cols // 2
-                    y = y[:, :, top : y.shape[2] - rows + top, left : y.shape[3] - cols + left]
+                    bottom = (height - 1) * stride_h + kh - rows + top
+                    right = (width - 1) * stride_w + kw - cols + left
+                    y = y[:, :, top:bottom, left:right]
             return y
 
         self._emit(out, deconv, ins[0])
