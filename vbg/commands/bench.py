@@ -64,6 +64,7 @@ from vbg.stats import Stats
 Frame = np.ndarray  # H x W x 3 uint8, BGR
 SIZES = ((1280, 720), (1920, 1080))
 CAMERA = (1280, 720, 30.0)  # width, height, fps of the camera the pipeline part plays
+PROFILE_FRAMES = 150  # frames the stage profile counts at most
 
 
 def _times(fn: Callable[[], object], repeat: int, warmup: int = 3) -> list[float]:
@@ -327,12 +328,15 @@ def run_bench(
     skip_still: bool = True,
     precision: str = "auto",
     sync: str = "auto",
+    profile_frames: int | None = None,
 ) -> dict[str, Any]:
-    """All three parts. ``source``: a camera index or a video file; ``still``: a picture for a
-    second pipeline run per model; ``background_image`` / ``background_video``: what the
-    compositor part times as those backgrounds (a picture made of the source's first frame, and
-    no video, without them). The pipeline part runs its models on the first of ``devices``, with
-    ``sync`` as ``vbg run --sync``.
+    """All three parts, and the per-stage profile (:func:`profile_stages`) of the first pipeline
+    model on ``profile_frames`` frames (default: the pipeline's ``seconds`` at 30 fps, at most
+    :data:`PROFILE_FRAMES`; 0: none). ``source``: a camera index or a video file; ``still``: a
+    picture for a second pipeline run per model; ``background_image`` / ``background_video``:
+    what the compositor part times as those backgrounds (a picture made of the source's first
+    frame, and no video, without them). The pipeline part runs its models on the first of
+    ``devices``, with ``sync`` as ``vbg run --sync``.
     Every input is opened before anything is timed, so a bad one fails at once."""
     _check_file(still, SourceError, "Still picture", "--still")
     _check_file(background_image, BackgroundError, "Background picture", "--background-image")
@@ -374,7 +378,44 @@ def run_bench(
                     sync=sync,
                 )
             )
+    if profile_frames is None:
+        profile_frames = min(PROFILE_FRAMES, max(1, round(CAMERA[2] * seconds)))
+    if profile_frames > 0:
+        first_model = (list(pipeline_models) if pipeline_models is not None else list(models))[:1]
+        if first_model:
+            result["profile"] = bench_profile(
+                first_model[0], source, profile_frames, device=devices[0]
+            )
     return result
+
+
+def bench_profile(name: str, source: str, frames: int, *, device: str = "cpu") -> dict[str, Any]:
+    """:func:`profile_stages` for model ``name`` on ``source`` played as a 1280x720 camera (a
+    video looping, not paced), recording on, OpenCV and torch on one thread (set back after)."""
+    segmenter, real = bench_segmenter(name, device)
+    processor = live_processor(segmenter, skip_still=False)
+    threads = cv2.getNumThreads(), torch.get_num_threads()
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+    width, height, fps = CAMERA
+    try:
+        with (
+            open_source(
+                source, width=width, height=height, fps=fps, loop=True, realtime=False
+            ) as camera,
+            tempfile.TemporaryDirectory() as folder,
+        ):
+            profile = profile_stages(
+                camera,
+                processor,
+                frames=frames,
+                warmup=min(30, frames),
+                record=Path(folder) / "profile.mkv",
+            )
+    finally:
+        cv2.setNumThreads(threads[0])
+        torch.set_num_threads(threads[1])
+    return {"model": name, "weights": "real" if real else "untrained", **profile}
 
 
 def format_bench(result: dict[str, Any]) -> str:
@@ -412,8 +453,173 @@ def format_bench(result: dict[str, Any]) -> str:
             f"{row['peak_rss_mb']:.0f} MiB  still frames not segmented {row['masks_skipped']}  "
             f"dropped {row['dropped']}"
         )
+    if "profile" in result:
+        lines.append(format_profile(result["profile"]).replace("Stage profile (", "Stage profile "
+                     f"of {result['profile']['model']} ("))  # fmt: skip
     return "\n".join(lines)
 
 
 def write_json(result: dict[str, Any], path: Path) -> None:
     path.write_text(json.dumps(result, indent=2) + "\n")
+
+
+# -- the per-stage profile ---------------------------------------------------------------------
+
+# What each stage of the frame path is, in the order a frame meets them; "model" is the model
+# alone, and "total_without_model" sums the others (a frame's whole cost but the model's).
+STAGES = (
+    "capture_decode",  # the source's read: decode and scale to 1280x720
+    "model",  # the segmenter's network (preprocessing included)
+    "crop_gate",  # the tracking crop and the still-scene gate around it
+    "smoothing",  # TemporalSmoother with its motion-compensating flow (the keyframe half)
+    "flow",  # FlowTracker: the mask moved along the optical flow
+    "upsampling",  # MaskRefiner's guided filter to full size
+    "edge_contrast",  # MaskRefiner's steeper room side and clip
+    "background",  # the background's frame (the blurred room)
+    "blend",  # the composite of frame, mask and background
+    "virtual_cam",  # VirtualCameraSink's conversion to RGB (the camera's send excluded)
+    "record",  # RecordingSink: H.264 (x264 ultrafast, its threads counted)
+    "other",  # the rest of FrameProcessor.process (the person watch, the calls between)
+)
+
+
+PROCESS_STAGES = STAGES[1:9]  # those inside FrameProcessor.process
+
+
+class _Clock:
+    """CPU seconds per stage for the current frame, from thread CPU time (the stages run on
+    this thread), or process CPU time for a stage with threads of its own (the encoder)."""
+
+    def __init__(self) -> None:
+        self.spent: dict[str, float] = {}
+
+    def wrap(self, owner: object, method: str, stage: str, *, process: bool = False) -> None:
+        """Time ``owner.method`` as ``stage`` from now on (an attribute set on the object)."""
+        inner = getattr(owner, method)
+        now = time.process_time if process else time.thread_time
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = now()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                self.spent[stage] = self.spent.get(stage, 0.0) + now() - started
+
+        setattr(owner, method, timed)
+
+
+class _Discard:
+    """pyvirtualcam.Camera's interface, sending nowhere (so only vbg's conversion is timed)."""
+
+    def __init__(self, width: int, height: int, fps: float, *, device: Any = None) -> None:
+        self.device = device or "none"
+        self.shape = (height, width, 3)
+
+    def send(self, frame: Frame) -> None:
+        if frame.shape != self.shape or frame.dtype != np.uint8:
+            raise ValueError(f"unexpected frame {frame.shape} {frame.dtype}")
+
+    def close(self) -> None:
+        pass
+
+
+def _innermost(segmenter: Segmenter) -> Segmenter:
+    while isinstance(getattr(segmenter, "inner", None), Segmenter):
+        segmenter = segmenter.inner  # type: ignore[attr-defined]
+    return segmenter
+
+
+def profile_stages(
+    source: Source,
+    processor: FrameProcessor,
+    *,
+    frames: int = 300,
+    warmup: int = 30,
+    record: Path | None = None,
+) -> dict[str, Any]:
+    """CPU milliseconds per frame for each stage of the frame path (:data:`STAGES`), on this
+    thread, one frame after another as :meth:`FrameProcessor.process` does (every frame gets its
+    own mask), with ``source`` read (a video loops) and each frame written to a virtual camera
+    that sends nowhere and, with ``record``, to an H.264 recording there (replaced). The first
+    ``warmup`` frames are not counted. Returns the median and p95 of each stage and of the total
+    without the model, and the frames counted; the objects are timed by wrapping their methods
+    in place (``processor`` is left timed)."""
+    from vbg.outputs.sinks import RecordingSink, VirtualCameraSink
+
+    clock = _Clock()
+    first = source.read()
+    if first is None:
+        raise SourceError(f"Source '{source.description}' gives no frame.")
+    height, width = first.shape[:2]
+    camera = VirtualCameraSink(width, height, source.fps or 30.0, camera_factory=_Discard)
+    sinks: list[Sink] = [camera]
+    if record is not None:
+        sinks.append(RecordingSink(record, width, height, source.fps or 30.0, overwrite=True))
+    segmenter, path, compositor = processor.segmenter, processor._path, processor.compositor
+    clock.wrap(processor, "process", "other")
+    clock.wrap(source, "read", "capture_decode")
+    clock.wrap(segmenter, "predict", "crop_gate")
+    clock.wrap(_innermost(segmenter), "predict", "model")
+    clock.wrap(path, "keyframe", "smoothing")
+    if path.tracker is not None:
+        clock.wrap(path.tracker, "track", "flow")
+    clock.wrap(path.refiner, "refine", "edge_contrast")
+    clock.wrap(path.refiner, "_guided", "upsampling")
+    clock.wrap(compositor, "_render", "background")
+    clock.wrap(compositor, "composite", "blend")
+    clock.wrap(camera, "write", "virtual_cam")
+    if record is not None:
+        clock.wrap(sinks[1], "write", "record", process=True)
+    nested = {"crop_gate": "model", "edge_contrast": "upsampling", "blend": "background"}
+    samples: dict[str, list[float]] = {stage: [] for stage in STAGES}
+    samples["total_without_model"] = []
+    frame: Frame | None = first
+    try:
+        for n in range(warmup + frames):
+            if n:
+                frame = source.read()
+            if frame is None:
+                break
+            rendered = processor.process(frame, n / (source.fps or 30.0))
+            for sink in sinks:
+                sink.write(rendered.frame)
+            spent = clock.spent
+            for outer, inner in nested.items():  # the outer stage's own share
+                spent[outer] = spent.get(outer, 0.0) - spent.get(inner, 0.0)
+            spent["other"] -= sum(spent.get(stage, 0.0) for stage in PROCESS_STAGES)
+            clock.spent = {}
+            if n >= warmup:
+                for stage in STAGES:
+                    samples[stage].append(1000.0 * spent.get(stage, 0.0))
+                samples["total_without_model"].append(
+                    1000.0 * sum(v for k, v in spent.items() if k != "model")
+                )
+    finally:
+        for sink in sinks:
+            sink.close()
+    counted = len(samples["total_without_model"])
+    return {
+        "size": f"{width}x{height}",
+        "frames": counted,
+        "record": record is not None,
+        "stages_ms": {
+            stage: {
+                "median": round(statistics.median(values), 3),
+                "p95": round(_p95(values), 3),
+            }
+            for stage, values in samples.items()
+            if values
+        },
+    }
+
+
+def format_profile(profile: dict[str, Any]) -> str:
+    """The table of :func:`profile_stages`' figures."""
+    lines = [
+        f"Stage profile ({profile['size']}, {profile['frames']} frames, CPU ms per frame on "
+        "one thread):",
+        f"  {'stage':<22} {'median':>8} {'p95':>8}",
+    ]
+    for stage, row in profile["stages_ms"].items():
+        lines.append(f"  {stage:<22} {row['median']:>8.2f} {row['p95']:>8.2f}")
+    return "\n".join(lines)
