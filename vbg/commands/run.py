@@ -341,6 +341,7 @@ def run(config: RunConfig, *, camera_factory: Callable[..., Any] | None = None) 
     """
     check_outputs(config)
     stats = Stats()
+    stats.mark("imported")  # start-up milestones (Stats.mark): Python, imports, the flags read
     with contextlib.ExitStack() as stack:
         source = stack.enter_context(
             open_source(
@@ -354,7 +355,9 @@ def run(config: RunConfig, *, camera_factory: Callable[..., Any] | None = None) 
         )
         if source.live:
             source = ReconnectingSource(source)
+        stats.mark("source_opened")
         processor = make_processor(config, live=True)
+        stats.mark("model_loaded")
         stack.callback(processor.compositor.background.close)
         segmenter = processor.segmenter
         size, fps = (source.width, source.height), config.fps or source.fps
