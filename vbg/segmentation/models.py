@@ -35,11 +35,14 @@ import urllib.error
 import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from torchvision.models import WeightsEnum, get_model_weights
-from torchvision.models import segmentation as tv_segmentation
+
+# torchvision is imported where a torchvision model is used (its builder, its weights): a run
+# of a MediaPipe model starts without it (2.4 of 4.4 CPU s of imports, benchmarks/startup.py).
+if TYPE_CHECKING:
+    from torchvision.models import WeightsEnum
 
 from vbg.errors import ModelError
 from vbg.segmentation.options import FETCH_SOURCES
@@ -67,6 +70,8 @@ class ModelInfo:
     @property
     def weights(self) -> WeightsEnum:
         """torchvision only: the weights with the 21 VOC labels (person = index 15)."""
+        from torchvision.models import get_model_weights
+
         return get_model_weights(self.name).COCO_WITH_VOC_LABELS_V1  # type: ignore[attr-defined,no-any-return]
 
     @property
@@ -85,7 +90,11 @@ class ModelInfo:
 
 
 def _torchvision(name: str, size: int) -> ModelInfo:
-    builder = getattr(tv_segmentation, name)
+    def builder(**kwargs: Any) -> torch.nn.Module:
+        from torchvision.models import segmentation
+
+        return getattr(segmentation, name)(**kwargs)  # type: ignore[no-any-return]
+
     return ModelInfo(name, "torchvision", inference_size=size, builder=builder)
 
 
