@@ -162,7 +162,8 @@ def rss_mb() -> float:
 
 
 # Runs in the MediaPipe environment; argv[1] is a JSON job (see _run_mediapipe). Each mask is
-# written as a 16-bit PNG (value = round(p * 65535)); the times are of process() alone.
+# written as a 16-bit PNG (value = round(p * 65535)); the times are of process() alone, wall
+# clock ("ms") and the process's CPU time over all its threads ("cpu_ms").
 MEDIAPIPE_SIDE = r"""
 import json, sys, time
 import cv2, numpy as np, mediapipe as mp
@@ -170,13 +171,14 @@ job = json.loads(sys.argv[1])
 Segmentation = mp.solutions.selfie_segmentation.SelfieSegmentation
 frames = np.load(job["frames"]) if job["frames"] else (cv2.imread(p) for p in job["images"])
 shared = None if job["fresh"] else Segmentation(model_selection=job["selection"])
-times = []
+times, cpu = [], []
 for i, frame in enumerate(frames):
     rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
     segmentation = Segmentation(model_selection=job["selection"]) if job["fresh"] else shared
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     mask = segmentation.process(rgb).segmentation_mask
     times.append(1000 * (time.perf_counter() - started))
+    cpu.append(1000 * (time.process_time() - cpu_started))
     if job["fresh"]:
         segmentation.close()
     if job["out"]:
@@ -184,20 +186,21 @@ for i, frame in enumerate(frames):
         cv2.imwrite(f"{job['out']}/{i:05d}.png", value)
 if shared is not None:
     shared.close()
-print(json.dumps({"ms": times}))
+print(json.dumps({"ms": times, "cpu_ms": cpu}))
 """
 
 
-def _run_mediapipe(python: str, job: dict[str, Any]) -> list[float]:
+def _run_mediapipe(python: str, job: dict[str, Any]) -> dict[str, list[float]]:
     """Run MEDIAPIPE_SIDE with ``python`` (of the MediaPipe environment) on ``job``: selection,
     frames (a .npy file) or images (paths), fresh (a new SelfieSegmentation per image), out (a
-    folder for the masks, or None). Returns the milliseconds of each process() call."""
+    folder for the masks, or None). Returns the milliseconds of each process() call: "ms" (wall
+    clock) and "cpu_ms" (CPU time of the process, all threads)."""
     side = subprocess.run(
         [python, "-c", MEDIAPIPE_SIDE, json.dumps(job)], capture_output=True, text=True
     )
     if side.returncode != 0:
         raise RuntimeError(f"MediaPipe's side failed ({python}):\n{side.stderr.strip()}")
-    return json.loads(side.stdout.strip().splitlines()[-1])["ms"]
+    return json.loads(side.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
 def mediapipe_masks(python: str, model: str, images: Sequence[Path]) -> list[np.ndarray]:
@@ -217,12 +220,16 @@ def mediapipe_masks(python: str, model: str, images: Sequence[Path]) -> list[np.
         return masks
 
 
-def mediapipe_ms(python: str, model: str, frames: np.ndarray, warmup: int = 5) -> float:
-    """Median milliseconds of MediaPipe's SelfieSegmentation.process per frame, one instance
-    over ``frames`` (N x H x W x 3 uint8 BGR) as for a camera; the first ``warmup`` not counted."""
+def mediapipe_ms(
+    python: str, model: str, frames: np.ndarray, warmup: int = 5
+) -> tuple[float, float]:
+    """Median milliseconds of MediaPipe's SelfieSegmentation.process per frame, wall clock and CPU
+    time, one instance over ``frames`` (N x H x W x 3 uint8 BGR) as for a camera; the first
+    ``warmup`` not counted."""
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "frames.npy"
         np.save(path, frames)
         job = {"selection": MEDIAPIPE_SELECTION[model], "frames": str(path), "images": [],
                "fresh": False, "out": None}  # fmt: skip
-        return statistics.median(_run_mediapipe(python, job)[warmup:])
+        times = _run_mediapipe(python, job)
+        return statistics.median(times["ms"][warmup:]), statistics.median(times["cpu_ms"][warmup:])
