@@ -6,9 +6,10 @@ Runs ``python -m vbg --source CLIP --no-preview --no-virtual-cam --record F --ma
 run's stats say (``startup``: seconds since launch, and ``startup_cpu``: the process's CPU
 seconds, at each milestone), split into: Python and imports (torch, cv2, av; the flags read),
 the source opened, the model loaded (traced and frozen), the first mask, the first frame out
-(``startup_s``). With ``--before DIR`` (a checkout of an older commit, e.g. ``git worktree add
-/tmp/before HEAD``) its code runs too, in alternating rounds, timed from outside: launch to exit
-(wall and the child's CPU), as the old code writes no milestones::
+(``startup_s``; a model slower than the run of one frame gives it no mask: ``-``).
+With ``--before DIR`` (a checkout of an older commit, ``git worktree add /tmp/before HEAD``)
+its code runs too, in alternating rounds, timed from outside: launch to exit (wall and the
+child's CPU), as the old code writes no milestones::
 
     python benchmarks/startup.py [--data DIR] [--runs 5] [--models M ...] [--before DIR]
         [--json F]
@@ -67,9 +68,16 @@ def launch(tree: Path, argv: list[str], stats: Path | None) -> dict[str, Any]:
     return result
 
 
-def median(runs: list[dict[str, Any]], key: str, step: str | None = None) -> float:
-    values = [run[key][step] if step else run[key] for run in runs if step is None or key in run]
-    return round(statistics.median(values), 3)
+def median(runs: list[dict[str, Any]], key: str, step: str | None = None) -> float | None:
+    """The median of ``key`` (``key``'s ``step``) over the runs that reached it; None if none
+    did (a run of one frame may end before a slow model's first mask)."""
+    values = [run[key] if step is None else run[key].get(step) for run in runs]
+    reached = [value for value in values if value is not None]
+    return round(statistics.median(reached), 3) if reached else None
+
+
+def shown(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def main() -> int:
@@ -113,13 +121,13 @@ def main() -> int:
             print(f"{model} (median of {args.runs} runs; load {os.getloadavg()[0]:.1f}):")
             print(f"  {'milestone':<18} {'since launch s':>15} {'CPU s':>8}")
             for step in STEPS:
-                print(f"  {step:<18} {row['since_launch_s'][step]:>15.2f} "
-                      f"{row['cpu_s'][step]:>8.2f}")  # fmt: skip
-            print(f"  launch to exit: {row['exit_s']:.2f} s, CPU {row['exit_cpu_s']:.2f} s")
+                print(f"  {step:<18} {shown(row['since_launch_s'][step]):>15} "
+                      f"{shown(row['cpu_s'][step]):>8}")  # fmt: skip
+            print(f"  launch to exit: {shown(row['exit_s'])} s, CPU {shown(row['exit_cpu_s'])} s")
             if old:
                 before = row["before"]
-                print(f"  before ({args.before}): launch to exit {before['exit_s']:.2f} s, "
-                      f"CPU {before['exit_cpu_s']:.2f} s")  # fmt: skip
+                print(f"  before ({args.before}): launch to exit {shown(before['exit_s'])} s, "
+                      f"CPU {shown(before['exit_cpu_s'])} s")  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
     return 0
