@@ -83,21 +83,38 @@ class BlurBackground(Background):
 
     def render(self, frame: Frame, t: float, mask: Mask | None = None) -> Frame | None:
         height, width = frame.shape[:2]
-        # Blur at reduced size: the same look for a fraction of the cost.
-        factor = max(1, int(self.strength / 4))
-        size = (max(1, width // factor), max(1, height // factor))
-        sigma = self.strength / factor
-        small = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
-        blurred = cv2.GaussianBlur(small, (0, 0), sigmaX=sigma)
-        if self.weighted and mask is not None:
-            room = 1.0 - cv2.resize(mask, size, interpolation=cv2.INTER_AREA)
-            weight = cv2.GaussianBlur(room, (0, 0), sigmaX=sigma)
-            spread = cv2.GaussianBlur(small.astype(np.float32) * room[..., None], (0, 0), sigma)
-            trusted = weight > 0.02
-            spread = spread / np.maximum(weight, 1e-6)[..., None]
-            blurred = np.where(trusted[..., None], spread, blurred)
-            blurred = np.clip(blurred + 0.5, 0, 255).astype(np.uint8)
+        # Blur at 1/2**levels of the size, so that the blur there is 2-4 px wide: the same look
+        # for a fraction of the cost (1/8 for the default, 1.8 ms per 720p frame on one core,
+        # benchmarks/blur_speed.py). Halving is a 2 x 2 average, OpenCV's fastest downscale.
+        levels = max(0, int(np.log2(max(1.0, self.strength / 2.0))))
+        sigma = self.strength / 2**levels
+        small = _halve(frame, levels)
+        if not self.weighted or mask is None:
+            blurred = cv2.GaussianBlur(small, (0, 0), sigma)
+        else:
+            # The room's colours and weight (1 - mask) blurred in one 4-channel call.
+            room = 1.0 - cv2.resize(mask, small.shape[1::-1], interpolation=cv2.INTER_AREA)
+            stack = np.empty((*room.shape, 4), np.float32)
+            np.multiply(small, room[..., None], out=stack[..., :3], casting="unsafe")
+            stack[..., 3] = room
+            stack = cv2.GaussianBlur(stack, (0, 0), sigma)
+            weight = stack[..., 3]
+            spread = stack[..., :3] / np.maximum(weight, 1e-6)[..., None]
+            untrusted = weight <= 0.02  # the person covers the neighbourhood: the plain blur
+            if untrusted.any():
+                spread[untrusted] = cv2.GaussianBlur(small, (0, 0), sigma)[untrusted]
+            blurred = cv2.convertScaleAbs(spread)  # rounded, saturated to uint8
         return cv2.resize(blurred, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def _halve(image: np.ndarray, times: int) -> np.ndarray:
+    """``image`` (H x W x C or H x W) halved ``times`` times; each halving averages 2 x 2 pixels
+    (INTER_LINEAR at exactly half the size does, faster than INTER_AREA)."""
+    for _ in range(times):
+        height, width = image.shape[:2]
+        size = (max(1, width // 2), max(1, height // 2))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
+    return image
 
 
 class ImageBackground(Background):
