@@ -84,8 +84,9 @@ class BlurBackground(Background):
     def render(self, frame: Frame, t: float, mask: Mask | None = None) -> Frame | None:
         height, width = frame.shape[:2]
         # Blur at 1/2**levels of the size, so that the blur there is 2-4 px wide: the same look
-        # for a fraction of the cost (1/8 for the default, 1.8 ms per 720p frame on one core,
-        # benchmarks/blur_speed.py). Halving is a 2 x 2 average, OpenCV's fastest downscale.
+        # for a fraction of the cost (1/8 for the default: about half the CPU time of the blur at
+        # 1/5 before, benchmarks/blur_speed.py). Halving is a 2 x 2 average, OpenCV's fastest
+        # downscale.
         levels = max(0, int(np.log2(max(1.0, self.strength / 2.0))))
         sigma = self.strength / 2**levels
         small = _halve(frame, levels)
