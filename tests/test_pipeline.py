@@ -269,3 +269,17 @@ def test_a_sink_is_never_closed_while_it_writes() -> None:
     assert sink.close() is True and sink.closed and sink.frames == 1
     with pytest.raises(SinkError, match="closed"):
         sink.write(np.zeros((4, 4, 3), np.uint8))
+
+
+def test_a_live_run_caps_opencvs_worker_threads() -> None:
+    """On a many-core machine OpenCV's default pool (a thread per core) tripled the process's
+    CPU at the same rates; a live run keeps it to OPENCV_THREADS beside its own threads."""
+    from vbg.commands.frame_path import OPENCV_THREADS, live_segmenter
+
+    before = cv2.getNumThreads()
+    try:
+        cv2.setNumThreads(16)
+        live_segmenter(StandInSegmenter(), skip_still=False)
+        assert cv2.getNumThreads() == OPENCV_THREADS
+    finally:
+        cv2.setNumThreads(before)

@@ -7,6 +7,8 @@ import dataclasses
 import logging
 from collections.abc import Callable
 
+import cv2
+
 from vbg.compositing.backgrounds import open_background
 from vbg.compositing.compositor import Compositor
 from vbg.config import RunConfig
@@ -19,6 +21,7 @@ from vbg.segmentation.segmenter import Segmenter, choose_device, load_segmenter,
 from vbg.segmentation.still import StillSceneGate
 
 log = logging.getLogger("vbg")
+OPENCV_THREADS = 2  # OpenCV's worker threads in a live run, beside the pipeline's own threads
 
 
 def chosen_model(config: RunConfig) -> tuple[str, str]:
@@ -71,7 +74,13 @@ def live_segmenter(
     """``segmenter`` with what a live run puts around it: a model on the CPU leaves a core for
     the other stages (:func:`share_cores`), ``on_cpu`` (when given) builds the same model on the
     CPU should it fail on a GPU, with ``crop`` the model looks at the person (a tracking crop),
-    and with ``skip_still`` a still scene is not segmented again."""
+    and with ``skip_still`` a still scene is not segmented again.
+
+    OpenCV's own worker threads are capped at :data:`OPENCV_THREADS`: each stage already has a
+    thread of its own, and on a 16-core machine OpenCV's default pool (one thread per core) took
+    the process from 115-126 % to 306-333 % of a core at the same frame and mask rates (H200
+    machine, ``vbg bench``'s paced 720p pipeline, see the README)."""
+    cv2.setNumThreads(min(cv2.getNumThreads(), OPENCV_THREADS))
     if segmenter.device.type == "cpu":
         share_cores()
     if on_cpu is not None:
