@@ -229,12 +229,8 @@ def fetch_torchvision(info: ModelInfo) -> Path:
     else:
         log.info(f"downloading {info.name} weights to {path} (first run only)...")
     path.parent.mkdir(parents=True, exist_ok=True)
-    previous = socket.getdefaulttimeout()  # torch's download sets none: a stalled network
-    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT)  # would hang the first run for ever
     try:
-        torch.hub.download_url_to_file(
-            url, str(path), _expected_digest(info), progress=sys.stderr.isatty()
-        )
+        _download(url, path, _expected_digest(info))
     except (urllib.error.URLError, OSError, RuntimeError) as exc:
         reason = (str(getattr(exc, "reason", exc)).strip() or type(exc).__name__).splitlines()[0]
         what = (
@@ -247,9 +243,19 @@ def fetch_torchvision(info: ModelInfo) -> Path:
             f"{what} from {url} ({reason}). Connect to the internet once so they are "
             "cached, or pass --weights PATH with a local state dict."
         ) from exc
+    return path
+
+
+def _download(url: str, path: Path, hash_prefix: str | None = None) -> None:
+    """``url`` to ``path`` with torch's download (its progress bar on a terminal, the SHA-256
+    prefix checked), giving up after :data:`DOWNLOAD_TIMEOUT` seconds without an answer: torch
+    sets no timeout, and a stalled network would hang the first run for ever."""
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT)
+    try:
+        torch.hub.download_url_to_file(url, str(path), hash_prefix, progress=sys.stderr.isatty())
     finally:
         socket.setdefaulttimeout(previous)
-    return path
 
 
 # -- MediaPipe files -----------------------------------------------------------------------
@@ -275,14 +281,10 @@ def _from_storage(info: ModelInfo) -> bytes:
     url = MEDIAPIPE_STORAGE + info.file
     with tempfile.TemporaryDirectory(prefix="vbg-download-") as folder:
         path = Path(folder) / info.file
-        previous = socket.getdefaulttimeout()  # torch's download sets none: a stalled
-        socket.setdefaulttimeout(DOWNLOAD_TIMEOUT)  # network would hang the first run for ever
         try:
-            torch.hub.download_url_to_file(url, str(path), progress=sys.stderr.isatty())
+            _download(url, path)
         except (urllib.error.URLError, OSError) as exc:
             raise LookupError(f"{url}: {getattr(exc, 'reason', exc)}") from exc
-        finally:
-            socket.setdefaulttimeout(previous)
         return path.read_bytes()
 
 
@@ -328,12 +330,17 @@ def _save_checked(info: ModelInfo, data: bytes) -> Path:
             f"{info.file}: checksum mismatch (SHA-256 {digest[:16]}..., expected "
             f"{info.sha256[:16]}...); the file was not saved."
         )
-    path = info.cache_path
+    _replace(info.cache_path, data)
+    return info.cache_path
+
+
+def _replace(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` whole or not at all (a ``.partial`` file beside it, renamed
+    over it), making its folder first."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
     partial.write_bytes(data)
     os.replace(partial, path)
-    return path
 
 
 _DIGESTS: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> SHA-256
@@ -449,10 +456,7 @@ def save_speeds(rows: Sequence[dict[str, Any]]) -> None:
         speeds[f"{row['model']}@{row['device']}"] = dict(row, measured=time.strftime("%Y-%m-%d"))
     path = speeds_path()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.name + ".partial")
-        partial.write_text(json.dumps(speeds, indent=1, sort_keys=True))
-        os.replace(partial, path)
+        _replace(path, json.dumps(speeds, indent=1, sort_keys=True).encode())
     except OSError as exc:
         log.warning(f"could not keep the speeds in {path}: {exc}")
 
