@@ -526,23 +526,12 @@ class _Interrupts:
         )
 
 
-def _not_the_config_file(config: RunConfig, path: Path | None) -> None:
-    """Refuse a recording or statistics file that is the ``--config`` file (an input)."""
-    from vbg.outputs.files import same_file
-
-    for what, output in (("recording", config.record), ("statistics file", config.stats)):
-        if path is not None and output is not None and same_file(output, path):
-            raise ConfigError(
-                f"The {what} '{output}' is the config file; give the {what} another name."
-            )
-
-
 def _run(args: argparse.Namespace) -> int:
     from vbg.commands.run import run
 
     config = build_config(args)
-    _not_the_config_file(config, args.config)
-    stats = run(config)  # a stop signal ends it as a KeyboardInterrupt, outputs finalised
+    # A stop signal ends it as a KeyboardInterrupt, outputs finalised.
+    stats = run(config, config_file=args.config)
     log.info("done: %d frames out, %d masks", stats.get("frames_out"), stats.get("masks"))
     return 0
 

@@ -208,9 +208,10 @@ def _png(frame: Frame) -> bytes:
     return np.asarray(data).tobytes()
 
 
-def check_outputs(config: RunConfig) -> None:
+def check_outputs(config: RunConfig, config_file: Path | None = None) -> None:
     """Refuse, before anything opens, the outputs that cannot be written: a recording or stats
-    file that is the source, the background or each other (also through links), or that exists
+    file that is the source, the background, ``config_file`` (the ``--config`` file) or each
+    other (also through links), or that exists
     without ``overwrite`` (:class:`ConfigError`, exit 2); one whose folder is missing or does not
     take files, that names a folder, or that another vbg writes (:class:`SinkError`, exit 1);
     and, with the preview, a ``record_dir`` for the keys that cannot take their files (when it
@@ -221,6 +222,8 @@ def check_outputs(config: RunConfig) -> None:
     background = parse_spec(config.background)
     if background.kind == "path":
         inputs.append(("the background", background.path))
+    if config_file is not None:
+        inputs.append(("the config file", config_file))
     outputs = [
         (what, path)
         for what, path in (("recording", config.record), ("statistics file", config.stats))
@@ -332,14 +335,20 @@ def _open_sinks(
     return sinks, recording, window
 
 
-def run(config: RunConfig, *, camera_factory: Callable[..., Any] | None = None) -> Stats:
+def run(
+    config: RunConfig,
+    *,
+    camera_factory: Callable[..., Any] | None = None,
+    config_file: Path | None = None,
+) -> Stats:
     """Run the live pipeline until quit, Ctrl-C, the end of a file source or ``max_frames``.
 
-    ``camera_factory`` replaces ``pyvirtualcam.Camera`` (tests pass a stand-in).
+    ``camera_factory`` replaces ``pyvirtualcam.Camera`` (tests pass a stand-in);
+    ``config_file``: the file the config was read from, an input no output may overwrite.
     Returns the run's Stats (also written to ``config.stats`` when set); ``record_frames`` in
     them is the frames the recordings' files hold.
     """
-    check_outputs(config)
+    check_outputs(config, config_file)
     stats = Stats()
     stats.mark("imported")  # start-up milestones (Stats.mark): Python, imports, the flags read
     with contextlib.ExitStack() as stack:
