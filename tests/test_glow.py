@@ -15,6 +15,7 @@ from vbg.compositing.backgrounds import ColorBackground
 from vbg.compositing.compositor import Compositor
 from vbg.config import config_from_mapping
 from vbg.errors import ConfigError
+from vbg.images import to_mask
 from vbg.mask_filters import EDGE_CONTRAST, MaskOptions, MaskPath, MaskRefiner
 
 GREEN = (64, 177, 0)  # #00B140 as B, G, R
@@ -46,7 +47,7 @@ def _within(mask: np.ndarray, low: float, high: float) -> np.ndarray:
 def _shown(frame: np.ndarray, small: np.ndarray, options: MaskOptions) -> tuple[np.ndarray, ...]:
     """(vbg's full-size mask, the frame on green) with the mask filters ``options``."""
     path = MaskPath(options)
-    mask = path.mask_for(path.keyframe(small, frame), frame)
+    mask = to_mask(path.mask_for(path.keyframe(small, frame), frame))
     return mask, Compositor(ColorBackground(GREEN)).composite(frame, mask, 0.0)
 
 
@@ -73,13 +74,14 @@ def test_the_room_side_is_steeper_on_every_path() -> None:
     frame, truth = _photo(PHOTOS[0])
     small = _model_mask(truth)
     for guided in (True, False):
-        model = MaskRefiner(guided=guided).refine(small, frame)
-        steeper = MaskRefiner(guided=guided, contrast=3.0).refine(small, frame)
+        model = to_mask(MaskRefiner(guided=guided).refine(small, frame))
+        steeper = to_mask(MaskRefiner(guided=guided, contrast=3.0).refine(small, frame))
         expected = np.where(model < 0.5, np.maximum(0.5 + 3.0 * (model - 0.5), 0.0), model)
-        assert np.allclose(steeper, expected, atol=1e-5)
+        assert np.allclose(steeper, expected, atol=2.01 / 255)  # both Mattes round to 1/255
     full = cv2.GaussianBlur(truth.astype(np.float32), (0, 0), 3.0)  # a full-size mask: not guided
     expected = np.where(full < 0.5, np.maximum(0.5 + 3.0 * (full - 0.5), 0.0), full)
-    assert np.allclose(MaskRefiner(contrast=3.0).refine(full, frame), expected, atol=1e-5)
+    steeper = to_mask(MaskRefiner(contrast=3.0).refine(full, frame))
+    assert np.allclose(steeper, expected, atol=0.51 / 255)
 
 
 def test_raw_masks_keep_the_models_edge() -> None:

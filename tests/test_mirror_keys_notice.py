@@ -108,8 +108,8 @@ def test_mirror_flips_the_person_and_never_the_background_picture(tmp_path: Path
     ).process(frame, 0.0)
     check_mirrored(wrapped.frame, frame, truth, picture)
     # The mask stays in the camera's order: what vbg process --save-mask flips to line it up.
-    assert rendered.mask is not None
-    assert (rendered.mask > 0.5)[truth].mean() > 0.9
+    assert rendered.matte is not None
+    assert (rendered.matte > 127)[truth].mean() > 0.9
     # Before the first mask: the picture alone, as it is.
     fresh = FrameProcessor(GreenKey((64, 36)), Compositor(ImageBackground(path), mirror=True))
     assert np.array_equal(fresh.render(frame, None, 0.0).frame, picture)
@@ -136,8 +136,8 @@ def test_turning_the_mirror_over_does_not_disturb_the_mask_filters() -> None:
         toggled.compositor.mirror = 6 <= index < 12
         shown = toggled.process(frame, index / FPS)
         plain = steady.process(frame, index / FPS)
-        assert shown.mask is not None and plain.mask is not None
-        assert np.array_equal(shown.mask, plain.mask)
+        assert shown.matte is not None and plain.matte is not None
+        assert np.array_equal(shown.matte, plain.matte)
         expected = plain.frame[:, ::-1] if toggled.compositor.mirror else plain.frame
         assert np.array_equal(shown.frame, expected)  # a colour reads the same both ways
 

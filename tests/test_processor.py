@@ -77,7 +77,7 @@ def test_a_frame_shown_again_keeps_its_mask_and_carries_the_notice() -> None:
     frame[20:70, 60:100] = 200  # a bright "person"
     first = processor.process(frame, 0.0)
     again = processor.render(frame, None, 0.04, notice="camera lost", repeat=True)
-    assert again.mask is first.mask  # the same mask, not made again
+    assert again.matte is first.matte  # the same mask, not made again
     assert again.frame[-10:].mean() < first.frame[-10:].mean() * 0.6  # the notice strip
     assert np.array_equal(again.frame[:60], first.frame[:60])  # the picture above it
 
@@ -86,7 +86,7 @@ def test_before_the_first_mask_only_the_background_is_shown() -> None:
     processor = FrameProcessor(StandInSegmenter(), Compositor(ColorBackground((0, 255, 0))))
     frame = np.full((90, 160, 3), 128, np.uint8)
     rendered = processor.render(frame, None, 0.0)
-    assert rendered.mask is None and (rendered.frame == (0, 255, 0)).all()
+    assert rendered.matte is None and (rendered.frame == (0, 255, 0)).all()
 
 
 def test_the_mask_filters_see_every_frame_of_a_file_in_order() -> None:

@@ -3,6 +3,11 @@ scaling a picture to cover a frame size (never stretched).
 
 - **Frame**: ``H x W x 3 uint8``, BGR (OpenCV's order) inside vbg; converted only at the edges.
 - **Mask**: ``H x W float32`` in [0, 1], 1 = person.
+- **Matte**: ``H x W uint8`` in [0, 255], 255 = person: the full-size mask as the compositor
+  blends it (a quarter of a float mask's bytes, and blended in integers).
+
+Small copies of a frame (for the model, the optical flow, the blurred room, the still-scene check)
+are made from its halvings (:func:`halved`), which are made once per frame and shared.
 """
 
 from __future__ import annotations
@@ -17,6 +22,9 @@ from vbg.errors import BackgroundError
 
 Frame = np.ndarray  # H x W x 3 uint8, BGR
 Mask = np.ndarray  # H x W float32 in [0, 1], 1 = person
+Matte = np.ndarray  # H x W uint8 in [0, 255], 255 = person
+
+HALVINGS_KEPT = 4  # frames whose halvings are kept (both threads of a live run look them up)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
@@ -122,7 +130,64 @@ def cover(image: Frame, width: int, height: int) -> Frame:
     return np.ascontiguousarray(resized[y : y + height, x : x + width])
 
 
+def to_matte(mask: Mask | Matte) -> Matte:
+    """A Matte (H x W uint8) for ``mask``: a Matte as it is, a Mask (float in [0, 1]) scaled
+    to 0-255, clipped and rounded."""
+    if mask.dtype == np.uint8:
+        return mask
+    return np.clip(np.rint(mask * np.float32(255.0)), 0, 255).astype(np.uint8)
+
+
+def to_mask(matte: Matte) -> Mask:
+    """The Mask (H x W float32 in [0, 1]) of a Matte (H x W uint8): matte / 255."""
+    return matte.astype(np.float32) * np.float32(1.0 / 255.0)
+
+
 def grey(frame: Frame, width: int, height: int) -> np.ndarray:
-    """The frame (H x W x 3 uint8 BGR) as a small grey image of width x height (uint8)."""
-    small = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
+    """The frame (H x W x 3 uint8 BGR) as a small grey image of width x height (uint8): an area
+    average, made from the frame's smallest halving that is still at least that size."""
+    frame_h, frame_w = frame.shape[:2]
+    times = 0
+    while frame_w >> (times + 1) >= width and frame_h >> (times + 1) >= height:
+        times += 1
+    small = halved(frame, times)
+    if small.shape[:2] != (height, width):
+        small = cv2.resize(small, (width, height), interpolation=cv2.INTER_AREA)
     return cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+
+
+# (frame, its halvings: 1/2, 1/4, ...) for the last HALVINGS_KEPT frames, newest first. Replaced
+# whole, never changed in place, so the model's and the compositor's threads may both read and
+# extend it without a lock (at worst a halving is made twice).
+_halvings: tuple[tuple[np.ndarray, tuple[np.ndarray, ...]], ...] = ()
+
+
+def halved(image: np.ndarray, times: int) -> np.ndarray:
+    """``image`` (H x W x C or H x W, any dtype OpenCV resizes) halved ``times`` times, each
+    halving a 2 x 2 average (INTER_LINEAR at exactly half the size; odd sizes round down).
+
+    The halvings of the last :data:`HALVINGS_KEPT` images asked for are kept, looked up by
+    identity: the stages that each need a small copy of the same frame make one pyramid. vbg
+    never writes into a frame it has read, which is what makes the identity safe.
+    """
+    global _halvings
+    if times <= 0:
+        return image
+    entries = _halvings
+    made: tuple[np.ndarray, ...] = ()
+    for source, levels in entries:
+        if source is image:
+            made = levels
+            break
+    if len(made) >= times:
+        return made[times - 1]
+    levels_list = list(made)
+    smaller = levels_list[-1] if levels_list else image
+    while len(levels_list) < times:
+        height, width = smaller.shape[:2]
+        size = (max(1, width // 2), max(1, height // 2))
+        smaller = cv2.resize(smaller, size, interpolation=cv2.INTER_LINEAR)
+        levels_list.append(smaller)
+    others = tuple(entry for entry in entries if entry[0] is not image)
+    _halvings = ((image, tuple(levels_list)), *others[: HALVINGS_KEPT - 1])
+    return smaller

@@ -10,12 +10,13 @@ Pure stage (no threads, no I/O); each filter works on arrays:
   resolution, frame by frame.
 - :class:`MaskRefiner`: upsamples the low-resolution mask guided by the full-size frame (a fast
   guided filter), so edges follow hair and shoulders, with a steeper room side of the edge (no
-  glow of the room around the person) and an optional feather.
+  glow of the room around the person) and an optional feather. Its full-size step is one pass
+  over the frame compiled with Numba, which writes the Matte (uint8) the compositor blends with.
 
 :class:`MaskPath` puts them together as the frame processor (vbg.processor) uses them.
 
 Masks are H x W float32 in [0, 1]; the low-resolution ones are at the model's output size.
-Grey images are H x W uint8.
+The full-size result is a Matte, H x W uint8 in [0, 255]. Grey images are H x W uint8.
 """
 
 from __future__ import annotations
@@ -24,12 +25,11 @@ import collections
 import dataclasses
 
 import cv2
+import numba
 import numpy as np
 
-from vbg.images import grey
+from vbg.images import Frame, Mask, Matte, grey
 
-Frame = np.ndarray  # H x W x 3 uint8, BGR
-Mask = np.ndarray  # H x W float32 in [0, 1], 1 = person
 Grey = np.ndarray  # H x W uint8
 
 FLOW_WIDTH = 320  # frames are this wide (or less) for the flow that moves masks between results
@@ -237,7 +237,11 @@ class MaskRefiner:
     as the model gives them; steepening that side too would hide no more room, make the outline
     that is too wide more opaque, and make the edge's wobble show more. 1: the model's own edge.
     ``feather``: a Gaussian softening of the edge, in full-resolution pixels (after the contrast).
-    Full-size work buffers are kept between frames; each call returns a new mask.
+
+    The full-size work is one pass (:func:`_guided_matte`): per pixel the frame's grey value,
+    the linear model, the contrast, the clip and the rounding to the uint8 Matte, with the
+    model's coefficients brought to full size by two bilinear resizes (buffers kept between
+    frames). Each call returns a new Matte.
     """
 
     def __init__(
@@ -254,39 +258,36 @@ class MaskRefiner:
         self.eps = eps
         self.contrast = contrast
         self.feather = feather
-        self._grey: Grey = np.zeros((0, 0), np.uint8)
-        self._work: Mask = np.zeros((0, 0), np.float32)
+        self._slope: np.ndarray = np.zeros((0, 0), np.float32)  # full size, reused
+        self._offset: np.ndarray = np.zeros((0, 0), np.float32)
 
-    def refine(self, mask: Mask, frame: Frame) -> Mask:
-        """``mask`` (h x w float32) at the size of ``frame`` (H x W x 3 uint8 BGR)."""
+    def refine(self, mask: Mask, frame: Frame) -> Matte:
+        """``mask`` (h x w float32) at the size of ``frame`` (H x W x 3 uint8 BGR), as a Matte
+        (H x W uint8, 255 = person)."""
         height, width = frame.shape[:2]
         small_h, small_w = mask.shape
-        if self._work.shape != (height, width):
-            self._grey = np.empty((height, width), np.uint8)
-            self._work = np.empty((height, width), np.float32)
-        plain = not self.guided or (small_h, small_w) == (height, width)
-        if plain:
-            out = cv2.resize(mask, (width, height), interpolation=cv2.INTER_LINEAR)
+        if self._offset.shape != (height, width):
+            self._slope = np.empty((height, width), np.float32)
+            self._offset = np.empty((height, width), np.float32)
+        matte = np.empty((height, width), np.uint8)
+        contrast = np.float32(self.contrast)
+        if not self.guided or (small_h, small_w) == (height, width):
+            cv2.resize(mask * np.float32(255.0), (width, height), dst=self._offset)
+            _plain_matte(self._offset, contrast, matte)
         else:
-            out = self._guided(mask, frame)
-        if self.contrast != 1.0:
-            # out + (k - 1) * min(out - 0.5, 0): two passes over the full-size mask.
-            k = self.contrast
-            np.minimum(out, 0.5, out=self._work)
-            cv2.addWeighted(self._work, k - 1.0, out, 1.0, -0.5 * (k - 1.0), dst=out)
-        if not plain or self.contrast != 1.0:
-            np.clip(out, 0.0, 1.0, out=out)
+            slope, offset = self._coefficients(mask, frame)
+            cv2.resize(slope, (width, height), dst=self._slope)
+            cv2.resize(offset, (width, height), dst=self._offset)
+            _guided_matte(frame, self._slope, self._offset, contrast, matte)
         if self.feather > 0:
-            cv2.GaussianBlur(out, (0, 0), self.feather, dst=out)
-        return out
+            cv2.GaussianBlur(matte, (0, 0), self.feather, dst=matte)
+        return matte
 
-    def _guided(self, mask: Mask, frame: Frame) -> Mask:
-        """The guided filter's mask at the frame's size (not clipped to [0, 1])."""
-        height, width = frame.shape[:2]
+    def _coefficients(self, mask: Mask, frame: Frame) -> tuple[np.ndarray, np.ndarray]:
+        """The guided filter at the mask's size (h x w float32 each): the full-size Matte is
+        ``slope * I + offset`` for the frame's grey value I (0-255), before the contrast."""
         small_h, small_w = mask.shape
-        cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY, dst=self._grey)
-        guide = cv2.resize(self._grey, (small_w, small_h), interpolation=cv2.INTER_AREA)
-        guide = guide.astype(np.float32) * (1.0 / 255.0)
+        guide = grey(frame, small_w, small_h).astype(np.float32) * (1.0 / 255.0)
         r = self.radius
         size = (2 * r + 1, 2 * r + 1)
         mean_i = cv2.boxFilter(guide, -1, size)
@@ -299,16 +300,53 @@ class MaskRefiner:
         # pixel), keep its answer, so no texture of the frame leaks into the mask.
         # trust = min(m, 1 - m) / SURE, at most 1: 0 where the model is sure, 1 along the edge.
         # out = m + trust * (mean(a) * I + mean(b) - m) = trust * mean(a) * I + c, with the
-        # factors of I folded at low resolution, so full size takes two resizes, one multiply
-        # and one add.
+        # factors of I folded at low resolution (and the Matte's 255: I is 0-255, so a's 1/255
+        # and the 255 cancel).
         trust = np.minimum(np.minimum(mask, 1.0 - mask) * (1.0 / SURE), 1.0)
-        a = cv2.boxFilter(a, -1, size) * trust * (1.0 / 255.0)
-        c = mask + trust * (cv2.boxFilter(b, -1, size) - mask)
-        cv2.resize(a, (width, height), dst=self._work)
-        out = cv2.resize(c, (width, height))
-        cv2.multiply(self._work, self._grey, dst=self._work, dtype=cv2.CV_32F)
-        cv2.add(out, self._work, dst=out)
-        return out
+        slope = cv2.boxFilter(a, -1, size) * trust
+        offset = (mask + trust * (cv2.boxFilter(b, -1, size) - mask)) * np.float32(255.0)
+        return slope.astype(np.float32, copy=False), offset.astype(np.float32, copy=False)
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def _guided_matte(
+    frame: Frame, slope: np.ndarray, offset: np.ndarray, contrast: np.float32, out: Matte
+) -> None:  # pragma: no cover - compiled; tested through MaskRefiner
+    """``out`` (H x W uint8) = the Matte of ``slope * I + offset`` (H x W float32 each, in Matte
+    units) for the grey value I of ``frame`` (H x W x 3 uint8 BGR; OpenCV's BGR2GRAY weights,
+    in its fixed point), the room side made steeper by ``contrast``, clipped, rounded."""
+    pixels = frame.reshape(-1)
+    a = slope.reshape(-1)
+    c = offset.reshape(-1)
+    o = out.reshape(-1)
+    for i in range(o.size):
+        j = 3 * i
+        intensity = (
+            np.int32(pixels[j]) * 1868
+            + np.int32(pixels[j + 1]) * 9617
+            + np.int32(pixels[j + 2]) * 4899
+            + 8192
+        ) >> 14
+        o[i] = _to_matte(a[i] * np.float32(intensity) + c[i], contrast)
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def _plain_matte(values: np.ndarray, contrast: np.float32, out: Matte) -> None:  # pragma: no cover
+    """``out`` (H x W uint8) = the Matte of ``values`` (H x W float32 in Matte units), the room
+    side made steeper by ``contrast``, clipped, rounded."""
+    v = values.reshape(-1)
+    o = out.reshape(-1)
+    for i in range(o.size):
+        o[i] = _to_matte(v[i], contrast)
+
+
+@numba.njit(inline="always", fastmath=True)
+def _to_matte(value: np.float32, contrast: np.float32) -> np.uint8:  # pragma: no cover
+    """One Matte value (0-255 scale, float32): below 127.5 made ``contrast`` times steeper,
+    clipped to [0, 255], rounded."""
+    value += (contrast - np.float32(1.0)) * min(value - np.float32(127.5), np.float32(0.0))
+    value = min(max(value, np.float32(0.0)), np.float32(255.0))
+    return np.uint8(value + np.float32(0.5))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -349,9 +387,10 @@ class MaskPath:
         small_grey = grey(frame, mask.shape[1], mask.shape[0])
         return Keyframe(self.smoother.update(mask, small_grey), small_grey, captured_at)
 
-    def mask_for(self, keyframe: Keyframe, frame: Frame, captured_at: float | None = None) -> Mask:
-        """The full-size mask to show with ``frame``: the keyframe's mask, moved to ``frame``
-        when it came from an earlier frame (``captured_at`` differs), then refined."""
+    def mask_for(self, keyframe: Keyframe, frame: Frame, captured_at: float | None = None) -> Matte:
+        """The full-size Matte (H x W uint8) to show with ``frame``: the keyframe's mask, moved
+        to ``frame`` when it came from an earlier frame (``captured_at`` differs), then
+        refined."""
         small = keyframe.mask
         if self.tracker is not None and captured_at is not None:
             small = self.tracker.track(keyframe, frame, captured_at)

@@ -8,8 +8,8 @@ than the camera):
 - :meth:`FrameProcessor.keyframe`: the model's half. The segmenter's mask for a frame, smoothed
   over time (:class:`vbg.mask_filters.TemporalSmoother`).
 - :meth:`FrameProcessor.render`: the compositor's half. The newest keyframe's mask moved to the
-  frame shown (optical flow) and brought to full size along the frame's edges, then blended onto
-  the background.
+  frame shown (optical flow) and brought to full size along the frame's edges (a Matte, uint8),
+  then blended onto the background.
 
 Offline callers use :meth:`FrameProcessor.process`, both halves for one frame. The clock is
 passed in: ``t`` is the frame's time in seconds since the stream began (live: capture time;
@@ -34,7 +34,7 @@ import logging
 import numpy as np
 
 from vbg.compositing.compositor import Compositor, banner
-from vbg.images import Frame, Mask
+from vbg.images import Frame, Mask, Matte, to_mask
 from vbg.mask_filters import Keyframe, MaskOptions, MaskPath
 from vbg.segmentation.crop import FOUND
 from vbg.segmentation.segmenter import Segmenter
@@ -90,11 +90,11 @@ class PersonWatch:
 @dataclasses.dataclass(frozen=True)
 class Rendered:
     """One output frame: ``frame`` (H x W x 3 uint8 BGR, what the outputs get) and the full-size
-    ``mask`` (H x W float32) it was made with (None before the first mask), in the camera's
-    order: with the compositor's mirror on, flip it to line it up with ``frame``."""
+    ``matte`` (H x W uint8, 255 = person) it was made with (None before the first mask), in the
+    camera's order: with the compositor's mirror on, flip it to line it up with ``frame``."""
 
     frame: Frame
-    mask: Mask | None
+    matte: Matte | None
     mask_age: float | None  # seconds between the mask's frame and this frame
 
 
@@ -115,7 +115,7 @@ class FrameProcessor:
         self.compositor = compositor
         self.options = options or MaskOptions()
         self._path = MaskPath(self.options)
-        self._mask: Mask | None = None  # the last full-size mask, for frames shown again
+        self._matte: Matte | None = None  # the last full-size Matte, for frames shown again
         self._keyframe: Keyframe | None = None  # the last keyframe made
         self._watch = PersonWatch()
 
@@ -130,7 +130,7 @@ class FrameProcessor:
         forget the frames before."""
         self.segmenter.reset()
         self._path = MaskPath(self.options)
-        self._mask = None
+        self._matte = None
         self._keyframe = None
         self._watch = PersonWatch()
 
@@ -165,17 +165,17 @@ class FrameProcessor:
         age = None
         if keyframe is not None:
             self._watch.look(keyframe.mask, t)
-            if not (repeat and self._mask is not None):
-                self._mask = self.mask_for(keyframe, frame, t)
+            if not (repeat and self._matte is not None):
+                self._matte = self.mask_for(keyframe, frame, t)
                 age = t - keyframe.captured_at
-        out = self.compositor.composite(frame, self._mask, t)
+        out = self.compositor.composite(frame, self._matte, t)
         if notice:
             out = banner(out, notice)
-        return Rendered(out, self._mask, age)
+        return Rendered(out, self._matte, age)
 
-    def mask_for(self, keyframe: Keyframe, frame: Frame, t: float) -> Mask:
+    def mask_for(self, keyframe: Keyframe, frame: Frame, t: float) -> Matte:
         """``keyframe``'s mask moved to ``frame`` (H x W x 3 uint8 BGR, time ``t``) and refined to
-        its full size: H x W float32."""
+        its full size: a Matte, H x W uint8."""
         return self._path.mask_for(keyframe, frame, t)
 
     # -- both, for files ---------------------------------------------------------------------
@@ -187,9 +187,9 @@ class FrameProcessor:
         return self.render(frame, self._keyframe, t)
 
     def mask(self, frame: Frame, t: float) -> Mask:
-        """The full-size mask (H x W float32) that ``frame`` is composited with when the model
-        keeps up with the frames; what ``vbg eval`` scores."""
+        """The full-size mask (H x W float32 in [0, 1]: the Matte / 255) that ``frame`` is
+        composited with when the model keeps up with the frames; what ``vbg eval`` scores."""
         keyframe = self.keyframe(frame, t) or self._keyframe
         if keyframe is None:
             raise RuntimeError("the segmenter made no mask for the first frame")
-        return self.mask_for(keyframe, frame, t)
+        return to_mask(self.mask_for(keyframe, frame, t))

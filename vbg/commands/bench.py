@@ -473,8 +473,7 @@ STAGES = (
     "crop_gate",  # the tracking crop and the still-scene gate around it
     "smoothing",  # TemporalSmoother with its motion-compensating flow (the keyframe half)
     "flow",  # FlowTracker: the mask moved along the optical flow
-    "upsampling",  # MaskRefiner's guided filter to full size
-    "edge_contrast",  # MaskRefiner's steeper room side and clip
+    "upsampling",  # MaskRefiner: the guided filter, the steeper room side, the full-size Matte
     "background",  # the background's frame (the blurred room)
     "blend",  # the composite of frame, mask and background
     "virtual_cam",  # VirtualCameraSink's conversion to RGB (the camera's send excluded)
@@ -483,7 +482,7 @@ STAGES = (
 )
 
 
-PROCESS_STAGES = STAGES[1:9]  # those inside FrameProcessor.process
+PROCESS_STAGES = STAGES[1:8]  # those inside FrameProcessor.process
 
 
 class _Clock:
@@ -563,14 +562,13 @@ def profile_stages(
     clock.wrap(path, "keyframe", "smoothing")
     if path.tracker is not None:
         clock.wrap(path.tracker, "track", "flow")
-    clock.wrap(path.refiner, "refine", "edge_contrast")
-    clock.wrap(path.refiner, "_guided", "upsampling")
+    clock.wrap(path.refiner, "refine", "upsampling")
     clock.wrap(compositor, "_render", "background")
     clock.wrap(compositor, "composite", "blend")
     clock.wrap(camera, "write", "virtual_cam")
     if record is not None:
         clock.wrap(sinks[1], "write", "record", process=True)
-    nested = {"crop_gate": "model", "edge_contrast": "upsampling", "blend": "background"}
+    nested = {"crop_gate": "model", "blend": "background"}
     samples: dict[str, list[float]] = {stage: [] for stage in STAGES}
     samples["total_without_model"] = []
     frame: Frame | None = first

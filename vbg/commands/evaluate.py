@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 
 from vbg.errors import ConfigError, SourceError
-from vbg.images import IMAGE_SUFFIXES, Frame, Mask, grey
+from vbg.images import IMAGE_SUFFIXES, Frame, Mask, grey, to_mask
 from vbg.mask_filters import FlowPropagator, Keyframe, flow_size, remap
 from vbg.pipeline import SyncPolicy
 from vbg.processor import FrameProcessor
@@ -379,7 +379,7 @@ def evaluate(
         if keyframe is None:
             continue
         own += keyframe.captured_at == now
-        soft = processor.mask_for(keyframe, frame, now)
+        soft = to_mask(processor.mask_for(keyframe, frame, now))
         if truth.shape != soft.shape:
             raise SourceError(f"'{sample.mask}' is not the size of its frame.")
         row = {

@@ -21,7 +21,7 @@ import numpy as np
 from vbg.commands.frame_path import make_processor
 from vbg.config import RunConfig
 from vbg.errors import BackgroundError, ConfigError, SinkError, SourceError
-from vbg.images import IMAGE_SUFFIXES, Frame, Mask, read_image
+from vbg.images import IMAGE_SUFFIXES, Frame, Matte, read_image
 from vbg.outputs.files import check_output_file, same_file, write_file
 from vbg.outputs.sinks import Sink
 from vbg.outputs.video import VIDEO_FORMATS, VideoWriter, check_video_path
@@ -29,11 +29,10 @@ from vbg.processor import FrameProcessor
 from vbg.sources.video_file import VideoFileReader
 
 
-def mask_image(mask: Mask, *, mirror: bool = False) -> np.ndarray:
-    """Mask (H x W float32 in [0, 1]) -> H x W uint8 in 0..255, for saving; ``mirror`` flips it
+def mask_image(matte: Matte, *, mirror: bool = False) -> np.ndarray:
+    """The Matte (H x W uint8, 255 = person) as the picture to save; ``mirror`` flips it
     left-right as the output picture is, so that the two line up."""
-    image = np.clip(mask * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    return cv2.flip(image, 1) if mirror else image
+    return cv2.flip(matte, 1) if mirror else matte
 
 
 def _write_image(path: Path, image: np.ndarray, *, overwrite: bool) -> None:
@@ -116,8 +115,8 @@ def process_frames(
     while (frame := source.read()) is not None:
         rendered = processor.process(frame, source.time)
         sink.write(rendered.frame)
-        if mask_sink is not None and rendered.mask is not None:
-            image = mask_image(rendered.mask, mirror=processor.compositor.mirror)
+        if mask_sink is not None and rendered.matte is not None:
+            image = mask_image(rendered.matte, mirror=processor.compositor.mirror)
             mask_sink.write(cv2.cvtColor(image, cv2.COLOR_GRAY2BGR))
         done += 1
         if progress:
@@ -248,7 +247,7 @@ def _process_photo(
 ) -> int:
     rendered = processor.process(frame, 0.0)
     _write_image(output_path, rendered.frame, overwrite=overwrite)
-    if save_mask and rendered.mask is not None:
-        mask = mask_image(rendered.mask, mirror=processor.compositor.mirror)
+    if save_mask and rendered.matte is not None:
+        mask = mask_image(rendered.matte, mirror=processor.compositor.mirror)
         _write_image(save_mask, mask, overwrite=overwrite)
     return 1

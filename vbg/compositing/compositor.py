@@ -1,7 +1,7 @@
 """The Compositor stage: blend a Frame onto a Background with a Mask.
 
-Pure stage (no threads, no I/O). The blend runs in OpenCV's ``blendLinear`` on uint8 images with
-float32 weights, so no full-size float image is allocated per frame.
+Pure stage (no threads, no I/O). The blend is one pass in integers over uint8 images with a uint8
+Matte (:func:`composite`, compiled with Numba): no full-size float image is made per frame.
 """
 
 from __future__ import annotations
@@ -10,25 +10,45 @@ import logging
 import threading
 
 import cv2
+import numba
 import numpy as np
 
 from vbg.compositing.backgrounds import Background, BlurBackground, PassThrough
 from vbg.errors import BackgroundError
-from vbg.images import Frame, Mask
+from vbg.images import Frame, Mask, Matte, to_matte
 
 log = logging.getLogger("vbg")
 WRAP_SIGMA = 8.0  # how far (pixels) background light wraps around the person
 
 
-def composite(frame: Frame, mask: Mask, background: Frame, inverse: Mask | None = None) -> Frame:
-    """``frame * mask + background * (1 - mask)`` per pixel, rounded to uint8.
+def composite(frame: Frame, matte: Matte | Mask, background: Frame) -> Frame:
+    """``frame * m + background * (1 - m)`` per pixel with ``m = matte / 255``, rounded to uint8.
 
-    frame, background: H x W x 3 uint8 BGR; mask: H x W float32 in [0, 1].
-    ``inverse`` (1 - mask) may be passed when the caller already has it.
+    frame, background: H x W x 3 uint8 BGR; matte: H x W uint8 (255 = person; a float Mask is
+    converted by :func:`to_matte`). Exact: the rounded quotient of the integer sums. Returns a
+    new frame.
     """
-    if inverse is None:
-        inverse = 1.0 - mask
-    return cv2.blendLinear(frame, background, mask, inverse)
+    out = np.empty_like(frame)
+    _blend(np.ascontiguousarray(frame), np.ascontiguousarray(background),
+           np.ascontiguousarray(to_matte(matte)), out)  # fmt: skip
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _blend(frame: Frame, background: Frame, matte: Matte, out: Frame) -> None:  # pragma: no cover
+    """``out`` = round((frame * w + background * (255 - w)) / 255) per channel, w the Matte;
+    the division exact in 16-bit integers: (t + (t >> 8)) >> 8 for t = sum + 128."""
+    f = frame.reshape(-1)
+    b = background.reshape(-1)
+    w = matte.reshape(-1)
+    o = out.reshape(-1)
+    for i in range(w.size):
+        weight = np.uint16(w[i])
+        rest = np.uint16(255) - weight
+        for channel in range(3):
+            j = 3 * i + channel
+            total = np.uint16(f[j]) * weight + np.uint16(b[j]) * rest + np.uint16(128)
+            o[j] = np.uint8((total + (total >> np.uint16(8))) >> np.uint16(8))
 
 
 def banner(frame: Frame, text: str) -> Frame:
@@ -71,7 +91,6 @@ class Compositor:
         self._previous: Background = BlurBackground()
         self.mirror = mirror
         self.light_wrap = light_wrap
-        self._inverse: Mask = np.zeros((0, 0), np.float32)
         self._wrap_source: Frame | None = None
         self._wrap_blurred: Frame | None = None
         self._flip_source: Frame | None = None
@@ -88,11 +107,11 @@ class Compositor:
             if background is not self._background:
                 self._previous, self._background = self._background, background
 
-    def _render(self, frame: Frame, t: float, mask: Mask | None) -> Frame | None:
+    def _render(self, frame: Frame, t: float, matte: Matte | None) -> Frame | None:
         """The background's frame; a failing background is swapped for the previous one."""
         chosen = self.background
         try:
-            return chosen.render(frame, t, mask)
+            return chosen.render(frame, t, matte)
         except BackgroundError as exc:
             with self._lock:
                 previous = self._previous
@@ -100,21 +119,22 @@ class Compositor:
                     previous = BlurBackground()  # never show the room because of a bad file
                 self._background, self._previous = previous, BlurBackground()
             log.warning("%s Showing %s instead.", exc, previous.name)
-            return previous.render(frame, t, mask)
+            return previous.render(frame, t, matte)
 
-    def composite(self, frame: Frame, mask: Mask | None, t: float) -> Frame:
+    def composite(self, frame: Frame, mask: Matte | Mask | None, t: float) -> Frame:
         """The output frame for ``frame`` (H x W x 3 uint8 BGR) at time ``t`` seconds.
 
-        ``mask`` (H x W float32) is the person mask for this frame, in the camera's order like
-        the frame (not mirrored); None (no mask yet) shows only the background, so the room is
-        never shown by accident.
+        ``mask`` is the person's Matte for this frame (H x W uint8; a float Mask is converted),
+        in the camera's order like the frame (not mirrored); None (no mask yet) shows only the
+        background, so the room is never shown by accident.
         """
         mirror = self.mirror  # read once: the key may turn it over during this frame
         chosen = self.background
+        matte = None if mask is None else to_matte(mask)
         if isinstance(chosen, PassThrough):
             out = frame
         else:
-            background = self._render(frame, t, mask)
+            background = self._render(frame, t, matte)
             chosen = self.background
             if background is None:
                 out = frame
@@ -123,16 +143,13 @@ class Compositor:
                     # A picture, video or colour: flipped here and back with the output below,
                     # so it is shown as it is while the person (and a blurred room) is mirrored.
                     background = self._flip(background)
-                if mask is None:
+                if matte is None:
                     # Backgrounds cache their frame; sinks get their own (the flip below copies).
                     out = background if mirror else background.copy()
                 else:
-                    if self._inverse.shape != mask.shape:
-                        self._inverse = np.empty_like(mask)
-                    np.subtract(1.0, mask, out=self._inverse)  # reused: no new full-size buffer
-                    out = composite(frame, mask, background, self._inverse)
+                    out = composite(frame, matte, background)
                     if self.light_wrap > 0 and not isinstance(chosen, BlurBackground):
-                        out = self._wrap(out, mask, background)
+                        out = self._wrap(out, matte, background)
         if mirror:
             return cv2.flip(out, 1)
         return out
@@ -145,11 +162,12 @@ class Compositor:
             self._flipped = cv2.flip(background, 1)
         return self._flipped
 
-    def _wrap(self, out: Frame, mask: Mask, background: Frame) -> Frame:
+    def _wrap(self, out: Frame, matte: Matte, background: Frame) -> Frame:
         """Light wrap: near the person's edge, blend in the blurred background's light."""
         if self._wrap_source is not background or self._wrap_blurred is None:
             self._wrap_source = background  # image backgrounds are cached: blur them once
             self._wrap_blurred = cv2.GaussianBlur(background, (0, 0), WRAP_SIGMA)
+        mask = matte.astype(np.float32) * np.float32(1.0 / 255.0)
         room_near = cv2.GaussianBlur(1.0 - mask, (0, 0), WRAP_SIGMA)
         amount = np.minimum(room_near * mask * (2.0 * self.light_wrap), 1.0)
-        return composite(self._wrap_blurred, amount, out)
+        return composite(self._wrap_blurred, to_matte(amount), out)
