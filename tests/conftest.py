@@ -19,6 +19,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+import pyvirtualcam
 import torch
 from torchvision.models import segmentation
 
@@ -168,14 +169,25 @@ def fast_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
 class StandInCamera:
     """A real implementation of pyvirtualcam.Camera's interface that keeps what it is sent.
 
-    Constructed like ``pyvirtualcam.Camera(width, height, fps, device=...)``; ``send`` checks the
-    frame as pyvirtualcam does (H x W x 3 uint8 RGB) and keeps a copy.
+    Constructed like ``pyvirtualcam.Camera(width, height, fps, fmt=..., device=...)`` (RGB or
+    BGR); ``send`` checks the frame as pyvirtualcam does (H x W x 3 uint8) and keeps a copy of
+    what the call sees, as RGB.
     """
 
     instances: list[StandInCamera] = []
 
-    def __init__(self, width: int, height: int, fps: float, *, device: Any = None) -> None:
-        self.width, self.height, self.fps = width, height, fps
+    def __init__(
+        self,
+        width: int,
+        height: int,
+        fps: float,
+        *,
+        fmt: pyvirtualcam.PixelFormat = pyvirtualcam.PixelFormat.RGB,
+        device: Any = None,
+    ) -> None:
+        if fmt not in (pyvirtualcam.PixelFormat.RGB, pyvirtualcam.PixelFormat.BGR):
+            raise ValueError(f"the stand-in takes RGB or BGR, not {fmt}")
+        self.width, self.height, self.fps, self.fmt = width, height, fps, fmt
         self.device = device or "/dev/video10"
         self.frames: list[np.ndarray] = []
         self.closed = 0
@@ -190,7 +202,8 @@ class StandInCamera:
             raise TypeError(f"unexpected frame dtype: {frame.dtype} != uint8")
         if frame.shape != (self.height, self.width, 3):
             raise ValueError(f"unexpected frame shape: {frame.shape}")
-        self.frames.append(frame.copy())
+        bgr = self.fmt == pyvirtualcam.PixelFormat.BGR
+        self.frames.append(frame[..., ::-1].copy() if bgr else frame.copy())
 
     def sleep_until_next_frame(self) -> None:
         pass

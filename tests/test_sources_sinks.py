@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import pyvirtualcam
 
 from conftest import StandInCamera, decode_video, fixture_path
 from vbg.errors import SinkError, SourceError
@@ -95,7 +96,8 @@ def test_virtual_camera_gets_rgb_frames_at_the_configured_size_and_rate(
     camera = stand_in_camera.instances[0]
     assert (camera.width, camera.height, camera.fps) == (320, 240, 25.0)
     assert camera.frames_sent == 1 and camera.closed == 1
-    assert (camera.frames[0] == (0, 0, 255)).all()  # blue in RGB
+    assert camera.fmt == pyvirtualcam.PixelFormat.BGR  # handed over as it is, no RGB copy
+    assert (camera.frames[0] == (0, 0, 255)).all()  # the call sees blue
     with pytest.raises(SinkError, match="virtual_cam output is closed"):
         sink.write(frame)
     assert camera.frames_sent == 1  # nothing reached the closed camera

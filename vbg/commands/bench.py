@@ -476,7 +476,7 @@ STAGES = (
     "upsampling",  # MaskRefiner: the guided filter, the steeper room side, the full-size Matte
     "background",  # the background's frame (the blurred room)
     "blend",  # the composite of frame, mask and background
-    "virtual_cam",  # VirtualCameraSink's conversion to RGB (the camera's send excluded)
+    "virtual_cam",  # VirtualCameraSink.write (BGR as it is; the device send excluded)
     "record",  # RecordingSink: H.264 (x264 ultrafast, its threads counted)
     "other",  # the rest of FrameProcessor.process (the person watch, the calls between)
 )
@@ -510,7 +510,9 @@ class _Clock:
 class _Discard:
     """pyvirtualcam.Camera's interface, sending nowhere (so only vbg's conversion is timed)."""
 
-    def __init__(self, width: int, height: int, fps: float, *, device: Any = None) -> None:
+    def __init__(
+        self, width: int, height: int, fps: float, *, fmt: Any = None, device: Any = None
+    ) -> None:
         self.device = device or "none"
         self.shape = (height, width, 3)
 

@@ -17,7 +17,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-import cv2
 import numpy as np
 
 from vbg.errors import SinkError
@@ -128,9 +127,10 @@ def setup_hint(system: str | None = None, sysfs: Path = Path("/sys")) -> str:
 class VirtualCameraSink(Sink):
     """Frames to a virtual camera through pyvirtualcam (or anything with its Camera interface).
 
-    ``camera_factory`` is called like ``pyvirtualcam.Camera(width, height, fps, device=...)`` and
-    must return an object with ``send(rgb_frame)``, ``device`` and ``close()``. Frames are
-    converted from BGR to RGB here, at the edge.
+    ``camera_factory`` is called like ``pyvirtualcam.Camera(width, height, fps, fmt=...,
+    device=...)`` and must return an object with ``send(frame)``, ``device`` and ``close()``.
+    Frames are handed over as they are, in BGR (``fmt=PixelFormat.BGR``): pyvirtualcam converts
+    them to the device's format in one step of its own, so vbg makes no RGB copy.
     """
 
     name = "virtual_cam"
@@ -154,12 +154,14 @@ class VirtualCameraSink(Sink):
             no_module = not (sysfs / "module" / "v4l2loopback").exists()
             if device is None and no_module and camera_factory is None:
                 raise SinkError(f"No virtual camera: {setup_hint(system, sysfs)}")
-        if camera_factory is None:
-            import pyvirtualcam
+        import pyvirtualcam
 
+        if camera_factory is None:
             camera_factory = pyvirtualcam.Camera
         try:
-            self._camera = camera_factory(width, height, fps, device=device)
+            self._camera = camera_factory(
+                width, height, fps, fmt=pyvirtualcam.PixelFormat.BGR, device=device
+            )
         except Exception as exc:  # pyvirtualcam raises RuntimeError; backends may raise others
             raise SinkError(
                 f"The virtual camera could not be opened ({exc}). "
@@ -167,11 +169,9 @@ class VirtualCameraSink(Sink):
             ) from exc
         self.device = str(self._camera.device)
         self.width, self.height = width, height
-        self._rgb = np.empty((height, width, 3), np.uint8)
 
     def _write(self, frame: Frame) -> None:
-        cv2.cvtColor(frame, cv2.COLOR_BGR2RGB, dst=self._rgb)
-        self._camera.send(self._rgb)
+        self._camera.send(np.ascontiguousarray(frame))
 
     def _close(self) -> None:
         self._camera.close()
