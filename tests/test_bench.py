@@ -239,3 +239,29 @@ def test_the_output_rate_ends_with_the_output_not_with_the_models_last_mask(
     # The run's time, and so its output rate, ended with the last frame out.
     assert figures["duration_s"] == at_end["duration_s"] > 0
     assert figures["fps_out"] == at_end["fps_out"]
+
+
+def test_the_pipeline_part_runs_each_background_size_and_recording_asked_for(
+    inputs: dict[str, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "bench.json"
+    code = main([
+        "bench", "--source", str(inputs["clip"]), "--models", MODEL, "--seconds", "0.5",
+        "--repeat", "1", "--pipeline-backgrounds", "blur", str(inputs["background"]),
+        "--pipeline-record", "--size", "640x360", "--json", str(out),
+    ])  # fmt: skip
+    assert code == 0
+    rows = json.loads(out.read_text())["pipeline"]
+    assert [(row["background"], row["record"]) for row in rows] == [
+        ("blur", False), (str(inputs["background"]), False), ("blur", True)
+    ]  # fmt: skip
+    for row in rows:
+        assert row["size"] == "640x360" and row["frames_out"] == 15
+        assert row["dropped"]["sink"] == 0
+
+
+@pytest.mark.parametrize("size", ["1280", "12x720", "1281x720", "wide"])
+def test_a_wrong_camera_size_is_refused(size: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "--models", MODEL, "--size", size]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--size" in err and "\n" not in err, err

@@ -242,3 +242,29 @@ def test_whole_step_sampling_is_the_corner_aligned_warp(
     warp = cv2.getAffineTransform(corners, np.array([[0, 0], [256, 0], [0, 144]], np.float32))
     expected = cv2.warpAffine(frame, warp, (256, 144), flags=cv2.INTER_LINEAR)
     np.testing.assert_array_equal(segmenter._sample(frame), expected)
+
+
+def test_a_second_start_runs_the_frozen_graph_kept_in_the_cache(
+    model_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import vbg.segmentation.segmenter as segmenter_module
+
+    frame = cv2.imread(str(fixture_path("photos", "images", "doctor_saxon.jpg")))
+    name = "mediapipe_selfie_landscape"
+    first = load_segmenter(name, weights=None, device="cpu")
+    kept = sorted((model_cache / "frozen").glob(f"{name}-*.pt"))
+    assert len(kept) == 1  # made on the first start, named after the file's checksum
+    expected = first.predict(frame)
+
+    def no_importer(*args: object) -> None:
+        raise AssertionError("the .tflite file was read again")
+
+    with monkeypatch.context() as patched:  # the next start does not read the .tflite file
+        patched.setattr(segmenter_module, "mediapipe_graph", no_importer)
+        again = load_segmenter(name, weights=None, device="cpu")
+    assert np.array_equal(again.predict(frame), expected)
+
+    kept[0].write_bytes(b"damaged")  # a damaged cache file is made again from the .tflite file
+    rebuilt = load_segmenter(name, weights=None, device="cpu")
+    assert np.array_equal(rebuilt.predict(frame), expected)
+    assert kept[0].stat().st_size > 100_000

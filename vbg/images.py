@@ -145,15 +145,27 @@ def to_mask(matte: Matte) -> Mask:
 
 def grey(frame: Frame, width: int, height: int) -> np.ndarray:
     """The frame (H x W x 3 uint8 BGR) as a small grey image of width x height (uint8): an area
-    average, made from the frame's smallest halving that is still at least that size."""
+    average. Made from the frame's smallest halving that the size divides into whole blocks
+    (1280x720 to 320x180: the quarter as it is), which is the same average; other sizes are
+    averaged from the frame itself (an area resize from a halving would blur them more)."""
     frame_h, frame_w = frame.shape[:2]
     times = 0
-    while frame_w >> (times + 1) >= width and frame_h >> (times + 1) >= height:
+    while _whole_blocks(frame_w, frame_h, times + 1, width, height):
         times += 1
     small = halved(frame, times)
     if small.shape[:2] != (height, width):
         small = cv2.resize(small, (width, height), interpolation=cv2.INTER_AREA)
     return cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+
+
+def _whole_blocks(frame_w: int, frame_h: int, times: int, width: int, height: int) -> bool:
+    """Whether halving a frame_w x frame_h frame ``times`` times leaves whole blocks of pixels
+    for each pixel of width x height (and each halving took whole 2 x 2 blocks)."""
+    block = 1 << times
+    if frame_w % block or frame_h % block:
+        return False
+    small_w, small_h = frame_w // block, frame_h // block
+    return small_w >= width and small_h >= height and not small_w % width and not small_h % height
 
 
 # (frame, its halvings: 1/2, 1/4, ...) for the last HALVINGS_KEPT frames, newest first. Replaced

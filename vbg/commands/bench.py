@@ -43,6 +43,7 @@ from vbg.compositing.backgrounds import (
     ImageBackground,
     PassThrough,
     VideoBackground,
+    open_background,
 )
 from vbg.compositing.compositor import Compositor
 from vbg.errors import BackgroundError, SourceError, VbgError
@@ -214,14 +215,17 @@ class TimingSink(Sink):
         self.frames += 1
 
 
-def live_processor(segmenter: Segmenter, *, skip_still: bool = True) -> FrameProcessor:
-    """The frame path the pipeline part times: ``segmenter`` with vbg's mask filters and a blur
-    background, and as in ``vbg run`` by default, the tracking crop where it pays, a still scene
-    not segmented again (``skip_still``) and a model on the CPU leaving a core to the other
-    stages."""
+def live_processor(
+    segmenter: Segmenter, *, skip_still: bool = True, background: Background | None = None
+) -> FrameProcessor:
+    """The frame path the pipeline part times: ``segmenter`` with vbg's mask filters and
+    ``background`` (default: the blurred room), and as in ``vbg run`` by default, the tracking
+    crop where it pays, a still scene not segmented again (``skip_still``) and a model on the CPU
+    leaving a core to the other stages."""
     crop = segmenter.name in MODELS and wants_crop(segmenter.name, "auto")
     return FrameProcessor(
-        live_segmenter(segmenter, skip_still=skip_still, crop=crop), Compositor(BlurBackground())
+        live_segmenter(segmenter, skip_still=skip_still, crop=crop),
+        Compositor(background if background is not None else BlurBackground()),
     )
 
 
@@ -232,16 +236,22 @@ def run_pipeline(
     frames: int,
     skip_still: bool = True,
     sync: str = "auto",
+    background: Background | None = None,
+    record: Path | None = None,
 ) -> dict[str, Any]:
     """Run the live pipeline on ``source`` (:func:`live_processor`, into a :class:`TimingSink`)
     until ``frames`` frames are out or the source ends; return its Stats figures. ``skip_still``
-    False segments every frame, even one that barely changed; ``sync`` as ``vbg run --sync``.
-    Does not close ``source``."""
+    False segments every frame, even one that barely changed; ``sync`` as ``vbg run --sync``;
+    ``background`` as :func:`live_processor`; ``record``: also an H.264 recording there, as
+    ``vbg run --record`` writes it. Does not close ``source``."""
+    from vbg.outputs.sinks import RecordingSink
+
     stats = Stats()
-    processor = live_processor(segmenter, skip_still=skip_still)
-    pipeline = Pipeline(
-        source, processor, [TimingSink()], max_frames=frames, stats=stats, sync=sync
-    )
+    processor = live_processor(segmenter, skip_still=skip_still, background=background)
+    sinks: list[Sink] = [TimingSink()]
+    if record is not None:
+        sinks.append(RecordingSink(record, source.width, source.height, source.fps or 30.0))
+    pipeline = Pipeline(source, processor, sinks, max_frames=frames, stats=stats, sync=sync)
     pipeline.start()
     try:
         pipeline.wait(frames / source.fps + 60.0)
@@ -259,21 +269,35 @@ def bench_pipeline(
     skip_still: bool = True,
     precision: str = "auto",
     sync: str = "auto",
+    background: str = "blur",
+    record: bool = False,
+    size: tuple[int, int] = CAMERA[:2],
 ) -> dict[str, Any]:
     """Run the live pipeline for ``seconds`` on ``source`` (a camera index, or a video or picture
-    file) played as a paced 30 fps 1280x720 camera, a video looping; return its figures.
-    ``sync``: as ``vbg run --sync`` (auto, its default)."""
+    file) played as a paced 30 fps camera of ``size`` (width, height), a video looping; return
+    its figures. ``sync``: as ``vbg run --sync`` (auto, its default); ``background``: a
+    ``--background`` spec; ``record``: with an H.264 recording as ``vbg run --record``."""
     segmenter, real = bench_segmenter(name, device, precision)
-    width, height, fps = CAMERA
-    with open_source(source, width=width, height=height, fps=fps, loop=True) as camera:
+    width, height = size
+    fps = CAMERA[2]
+    with (
+        open_source(source, width=width, height=height, fps=fps, loop=True) as camera,
+        tempfile.TemporaryDirectory() as folder,
+    ):
         scene = "still" if isinstance(camera, ImageSource) else "moving"
-        figures = run_pipeline(
-            camera,
-            segmenter,
-            frames=max(1, round(fps * seconds)),
-            skip_still=skip_still,
-            sync=sync,
-        )
+        shown = open_background(background)
+        try:
+            figures = run_pipeline(
+                camera,
+                segmenter,
+                frames=max(1, round(fps * seconds)),
+                skip_still=skip_still,
+                sync=sync,
+                background=shown,
+                record=Path(folder) / "recording.mkv" if record else None,
+            )
+        finally:
+            shown.close()
         description = camera.description
     return {
         "model": name,
@@ -281,6 +305,9 @@ def bench_pipeline(
         "weights": "real" if real else "untrained",
         "source": description,
         "scene": scene,
+        "size": f"{width}x{height}",
+        "background": background,
+        "record": record,
         "sync": sync,
         "frames_out": figures["frames_out"],
         "frames_own_mask": figures.get("frames_own_mask", 0),
@@ -329,6 +356,9 @@ def run_bench(
     precision: str = "auto",
     sync: str = "auto",
     profile_frames: int | None = None,
+    pipeline_backgrounds: Sequence[str] = ("blur",),
+    pipeline_record: bool = False,
+    size: tuple[int, int] = CAMERA[:2],
 ) -> dict[str, Any]:
     """All three parts, and the per-stage profile (:func:`profile_stages`) of the first pipeline
     model on ``profile_frames`` frames (default: the pipeline's ``seconds`` at 30 fps, at most
@@ -336,7 +366,9 @@ def run_bench(
     picture for a second pipeline run per model; ``background_image`` / ``background_video``:
     what the compositor part times as those backgrounds (a picture made of the source's first
     frame, and no video, without them). The pipeline part runs its models on the first of
-    ``devices``, with ``sync`` as ``vbg run --sync``.
+    ``devices``, with ``sync`` as ``vbg run --sync``, a camera of ``size`` (width, height), once
+    for each of ``pipeline_backgrounds`` (``--background`` specs), and with ``pipeline_record``
+    once more with the first of them and a recording.
     Every input is opened before anything is timed, so a bad one fails at once."""
     _check_file(still, SourceError, "Still picture", "--still")
     _check_file(background_image, BackgroundError, "Background picture", "--background-image")
@@ -347,6 +379,11 @@ def run_bench(
     kinds = background_kinds(first, background_image, background_video)
     for make in kinds.values():
         make().close()  # raises BackgroundError if it cannot be read
+    for spec in pipeline_backgrounds:
+        open_background(spec).close()
+    variants = [(spec, False) for spec in pipeline_backgrounds]
+    if pipeline_record:
+        variants.append((pipeline_backgrounds[0], True))
     result: dict[str, Any] = {
         "machine": {
             "cpus": torch.get_num_threads(),
@@ -367,17 +404,21 @@ def run_bench(
     scenes = [source] + ([str(still)] if still is not None else [])
     for name in pipeline_models if pipeline_models is not None else models:
         for scene in scenes:
-            result["pipeline"].append(
-                bench_pipeline(
-                    name,
-                    scene,
-                    seconds,
-                    device=devices[0],
-                    skip_still=skip_still,
-                    precision=precision,
-                    sync=sync,
+            for spec, record in variants:
+                result["pipeline"].append(
+                    bench_pipeline(
+                        name,
+                        scene,
+                        seconds,
+                        device=devices[0],
+                        skip_still=skip_still,
+                        precision=precision,
+                        sync=sync,
+                        background=spec,
+                        record=record,
+                        size=size,
+                    )
                 )
-            )
     if profile_frames is None:
         profile_frames = min(PROFILE_FRAMES, max(1, round(CAMERA[2] * seconds)))
     if profile_frames > 0:
@@ -439,11 +480,14 @@ def format_bench(result: dict[str, Any]) -> str:
         lines.append(
             f"  {row['size']:>9} {row['background']:<6} {row['ms_median']:>7.2f} ms{extra}"
         )
-    lines.append("Pipeline (the source as a paced 30 fps 1280x720 camera, blur background):")
+    lines.append("Pipeline (the source as a paced 30 fps camera):")
     for row in result["pipeline"]:
         latency, age = row["latency_ms"], row["mask_age_ms"]
+        shown = row["background"]
+        shown = shown if len(shown) < 24 else "..." + shown[-21:]
         lines.append(
-            f"  {row['model']:<30} {row['device']:<4} {row['scene']:<6} {row['frames_out']:>5} "
+            f"  {row['model']:<30} {row['device']:<4} {row['scene']:<6} {row['size']:>9} "
+            f"{shown:<24} {'record' if row['record'] else '':<6} {row['frames_out']:>5} "
             f"frames in {row['seconds']:.2f} s, out {row['fps_out']:5.1f} fps  "
             f"{row['masks']:>5} masks {row['mask_fps']:5.1f}/s  latency p50 "
             f"{latency.get('p50_ms', 0):6.1f} p95 "

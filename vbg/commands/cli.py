@@ -342,6 +342,19 @@ def _build_parser() -> _Parser:
         action="store_false",
         help="segment every frame in the pipeline part, even one that barely changed",
     )
+    bench.add_argument(
+        "--pipeline-backgrounds", nargs="+", default=["blur"], metavar="SPEC",
+        help="backgrounds the pipeline part runs each model with, as --background takes them "
+        "(default: blur)",
+    )  # fmt: skip
+    bench.add_argument(
+        "--pipeline-record", action="store_true",
+        help="also run each pipeline model with an H.264 recording, as vbg run --record",
+    )  # fmt: skip
+    bench.add_argument(
+        "--size", default="1280x720", metavar="WxH",
+        help="the camera size the pipeline part plays (default: 1280x720)",
+    )  # fmt: skip
     _add_sync_flag(bench)
     bench.add_argument("--json", type=Path, help="also write the figures as JSON here")
 
@@ -433,6 +446,17 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _camera_size(text: str) -> tuple[int, int]:
+    """``WxH`` (``--size``) as (width, height), each 16 to 3840 and even."""
+    try:
+        width, height = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise ConfigError(f"--size '{text}' is not WxH, e.g. 1920x1080.") from None
+    if not (16 <= width <= 3840 and 16 <= height <= 3840) or width % 2 or height % 2:
+        raise ConfigError(f"--size '{text}': width and height must be even, 16 to 3840.")
+    return width, height
+
+
 def _bench(args: argparse.Namespace) -> int:
     from vbg.commands.bench import format_bench, run_bench, write_json
 
@@ -445,6 +469,7 @@ def _bench(args: argparse.Namespace) -> int:
                 )
     if args.seconds <= 0 or args.repeat <= 0:
         raise ConfigError("--seconds and --repeat must be more than 0.")
+    size = _camera_size(args.size)
     result = run_bench(
         models=args.models or list(MODEL_NAMES),
         source=args.source,
@@ -458,6 +483,9 @@ def _bench(args: argparse.Namespace) -> int:
         skip_still=args.skip_still,
         precision=args.precision,
         sync=args.sync or "auto",
+        pipeline_backgrounds=args.pipeline_backgrounds,
+        pipeline_record=args.pipeline_record,
+        size=size,
     )
     print(format_bench(result))
     if args.json:

@@ -19,6 +19,7 @@ from vbg.images import Frame, Mask, Matte, to_matte
 
 log = logging.getLogger("vbg")
 WRAP_SIGMA = 8.0  # how far (pixels) background light wraps around the person
+_TINY = (np.zeros((1, 1, 3), np.uint8), np.zeros((1, 1), np.uint8), np.zeros((1, 1, 3), np.uint8))
 
 
 def composite(frame: Frame, matte: Matte | Mask, background: Frame) -> Frame:
@@ -95,6 +96,7 @@ class Compositor:
         self._wrap_blurred: Frame | None = None
         self._flip_source: Frame | None = None
         self._flipped: Frame | None = None
+        composite(*_TINY)  # compile (or load from Numba's cache) the blend now, not on a frame
 
     @property
     def background(self) -> Background:

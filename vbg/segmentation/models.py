@@ -330,11 +330,11 @@ def _save_checked(info: ModelInfo, data: bytes) -> Path:
             f"{info.file}: checksum mismatch (SHA-256 {digest[:16]}..., expected "
             f"{info.sha256[:16]}...); the file was not saved."
         )
-    _replace(info.cache_path, data)
+    replace_file(info.cache_path, data)
     return info.cache_path
 
 
-def _replace(path: Path, data: bytes) -> None:
+def replace_file(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` whole or not at all (a ``.partial`` file beside it, renamed
     over it), making its folder first."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -346,7 +346,7 @@ def _replace(path: Path, data: bytes) -> None:
 _DIGESTS: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> SHA-256
 
 
-def _file_sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     """The file's SHA-256, computed once per process for each size and modification time (a
     135 MB file takes about 0.15 s)."""
     stat = path.stat()
@@ -378,7 +378,7 @@ def cache_state(info: ModelInfo) -> str:
         return "missing"
     expected = _expected_digest(info)
     try:
-        intact = bool(expected) and _file_sha256(path).startswith(expected)
+        intact = bool(expected) and file_sha256(path).startswith(expected)
     except OSError:
         intact = False
     return "cached" if intact else "damaged"
@@ -456,7 +456,7 @@ def save_speeds(rows: Sequence[dict[str, Any]]) -> None:
         speeds[f"{row['model']}@{row['device']}"] = dict(row, measured=time.strftime("%Y-%m-%d"))
     path = speeds_path()
     try:
-        _replace(path, json.dumps(speeds, indent=1, sort_keys=True).encode())
+        replace_file(path, json.dumps(speeds, indent=1, sort_keys=True).encode())
     except OSError as exc:
         log.warning(f"could not keep the speeds in {path}: {exc}")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import hashlib
+import io
 import logging
 import os
 import warnings
@@ -24,10 +25,13 @@ from vbg.errors import ModelError
 from vbg.segmentation.models import (
     MODELS,
     ModelInfo,
+    cache_dir,
     download_state_dict,
+    file_sha256,
     mediapipe_file,
     model_info,
     read_state_dict,
+    replace_file,
 )
 from vbg.segmentation.options import PRECISIONS
 from vbg.segmentation.tflite_graph import TFLiteGraph
@@ -248,6 +252,46 @@ class TorchvisionSegmenter(Segmenter):
         return checked_mask(person.cpu().numpy(), self.name, self.dtype == torch.float16)
 
 
+def frozen_path(info: ModelInfo, path: Path, device: torch.device, dtype: torch.dtype) -> Path:
+    """Where the frozen graph of model ``info`` from file ``path`` (its SHA-256 in the name)
+    is kept for ``device`` and ``dtype`` under this torch version, in the model cache."""
+    digest = file_sha256(path)[:16]
+    version = torch.__version__.replace("+", "_")
+    kind = str(dtype).removeprefix("torch.")
+    return cache_dir() / "frozen" / f"{info.name}-{digest}-{device.type}-{kind}-torch{version}.pt"
+
+
+def _load_frozen(path: Path, device: torch.device) -> torch.nn.Module | None:
+    """The frozen graph kept at ``path`` (made from the same file, device, dtype and torch),
+    which saves the start-up its second of reading the .tflite file, tracing and freezing; None
+    if there is none or it cannot be loaded (a damaged file is made again)."""
+    if not path.is_file():
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch.jit's deprecation notice
+            loaded: torch.nn.Module = torch.jit.load(str(path), map_location=device)
+    except Exception as exc:  # noqa: BLE001 - any failure: build it again from the .tflite file
+        log.debug("frozen graph %s not used (%s); building it again", path, exc)
+        return None
+    return loaded
+
+
+def _save_frozen(model: torch.nn.Module, path: Path) -> None:
+    """Keep ``model`` at ``path`` if it is a frozen TorchScript graph (whole or not at all); a
+    cache that cannot be written is only logged (the next start builds it again)."""
+    if not isinstance(model, torch.jit.ScriptModule):
+        return
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch.jit's deprecation notice
+            buffer = io.BytesIO()
+            torch.jit.save(model, buffer)
+        replace_file(path, buffer.getvalue())
+    except (OSError, RuntimeError) as exc:
+        log.debug("frozen graph not kept at %s: %s", path, exc)
+
+
 def _freeze(model: torch.nn.Module, example: torch.Tensor) -> torch.nn.Module:
     """The model traced and frozen for its one input size (about twice as fast on a CPU: the
     per-operator Python work goes and convolutions fuse with their bias and activation).
@@ -280,17 +324,25 @@ class MediaPipeSegmenter(Segmenter):
         size: tuple[int, int],
         name: str = "",
         half: bool = False,
+        frozen: bool = False,
     ) -> None:
         self.name = name
         self.device = device
         self.size = size
         self.inference_size = min(size)
         self.dtype = torch.float16 if half else torch.float32
-        # channels-last suits the depthwise convolutions of this MobileNet-like graph.
-        model = model.to(device=device, dtype=self.dtype)
-        model = model.to(memory_format=torch.channels_last).eval()  # type: ignore[call-overload]
         example = torch.zeros(1, 3, size[1], size[0], device=device, dtype=self.dtype)
-        self.model = _freeze(model, example)
+        example = example.contiguous(memory_format=torch.channels_last)
+        if frozen:  # a graph frozen before for this device and dtype (frozen_path)
+            self.model = model
+            with torch.inference_mode():
+                for _ in range(2):  # TorchScript optimises a loaded graph on its first runs
+                    model(example)
+        else:
+            # channels-last suits the depthwise convolutions of this MobileNet-like graph.
+            model = model.to(device=device, dtype=self.dtype)
+            model = model.to(memory_format=torch.channels_last).eval()  # type: ignore[call-overload]
+            self.model = _freeze(model, example)
         self._warp_for: tuple[tuple[int, int], np.ndarray] | None = None  # the last frame size's
 
     def input_size(self, width: int, height: int) -> tuple[int, int]:
@@ -406,10 +458,21 @@ def load_segmenter(
             raise ModelError(
                 f"{name} takes a fixed {info.input_label} input; leave out --inference-size."
             )
-        graph = mediapipe_graph(info, mediapipe_file(info, weights))
-        return MediaPipeSegmenter(
-            graph, device=torch_device, size=info.input_size, name=name, half=half
-        )
+        path = mediapipe_file(info, weights)
+        dtype = torch.float16 if half else torch.float32
+        frozen = frozen_path(info, path, torch_device, dtype)
+        cached = _load_frozen(frozen, torch_device)
+        if cached is not None:
+            return MediaPipeSegmenter(
+                cached, device=torch_device, size=info.input_size, name=name, half=half,
+                frozen=True,
+            )  # fmt: skip
+        segmenter = MediaPipeSegmenter(
+            mediapipe_graph(info, path), device=torch_device, size=info.input_size, name=name,
+            half=half,
+        )  # fmt: skip
+        _save_frozen(segmenter.model, frozen)
+        return segmenter
     model = build_model(name, weights)
     person = info.weights.meta["categories"].index("person")
     return TorchvisionSegmenter(
