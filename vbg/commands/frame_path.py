@@ -21,7 +21,7 @@ from vbg.segmentation.segmenter import Segmenter, choose_device, load_segmenter,
 from vbg.segmentation.still import StillSceneGate
 
 log = logging.getLogger("vbg")
-OPENCV_THREADS = 2  # OpenCV's worker threads in a live run, beside the pipeline's own threads
+OPENCV_THREADS = 1  # OpenCV's worker threads in a live run: each stage has a thread of its own
 
 
 def chosen_model(config: RunConfig) -> tuple[str, str]:
@@ -77,9 +77,11 @@ def live_segmenter(
     and with ``skip_still`` a still scene is not segmented again.
 
     OpenCV's own worker threads are capped at :data:`OPENCV_THREADS`: each stage already has a
-    thread of its own, and on a 16-core machine OpenCV's default pool (one thread per core) took
-    the process from 115-126 % to 306-333 % of a core at the same frame and mask rates (H200
-    machine, ``vbg bench``'s paced 720p pipeline, see the README)."""
+    thread of its own, and OpenCV's pool only adds the cost of waking its workers for the small
+    images it is given. On a 16-core machine its default pool (one thread per core) took the
+    process from 115-126 % to 306-333 % of a core at the same frame and mask rates (H200 machine,
+    ``vbg bench``'s paced 720p pipeline), and on 2 cores one thread costs less than two at the
+    same rates (benchmarks/half_cpu.py; see the README)."""
     cv2.setNumThreads(min(cv2.getNumThreads(), OPENCV_THREADS))
     if segmenter.device.type == "cpu":
         share_cores()
