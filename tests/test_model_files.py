@@ -141,7 +141,7 @@ def test_a_pickle_whose_name_hash_matches_is_still_not_unpickled(
     match them (2**32 tries). It passes the hash check here, and weights_only=True refuses it."""
     marker = tmp_path / "payload-ran"
     planted = plant_pickle(FCN.cache_path, marker)
-    prefix = models._file_sha256(planted)[:8]
+    prefix = models.file_sha256(planted)[:8]
     monkeypatch.setattr(models, "_expected_digest", lambda info: prefix)
     assert is_cached(FCN)
     with pytest.raises(ModelError, match="that can be loaded safely") as error:
@@ -156,7 +156,7 @@ def test_a_damaged_cached_file_is_downloaded_again(
     """A cached file with another SHA-256 is replaced by a fresh download, then loaded."""
     info = MODELS["lraspp_mobilenet_v3_large"]
     info.cache_path.write_bytes(b"half a download")
-    good = models._file_sha256(fast_weights)[:8]  # the stand-in download's hash prefix
+    good = models.file_sha256(fast_weights)[:8]  # the stand-in download's hash prefix
     monkeypatch.setattr(models, "_expected_digest", lambda info: good)
     fetched = []
 

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from vbg.errors import ModelError
+from vbg.segmentation import tflite_graph
 from vbg.segmentation.models import (
     MODELS,
     ModelInfo,
@@ -253,12 +254,16 @@ class TorchvisionSegmenter(Segmenter):
 
 
 def frozen_path(info: ModelInfo, path: Path, device: torch.device, dtype: torch.dtype) -> Path:
-    """Where the frozen graph of model ``info`` from file ``path`` (its SHA-256 in the name)
-    is kept for ``device`` and ``dtype`` under this torch version, in the model cache."""
+    """Where the frozen graph of model ``info`` from file ``path`` is kept for ``device`` and
+    ``dtype``, in the model cache: named after the file's SHA-256, the importer's own
+    (vbg/segmentation/tflite_graph.py: a changed importer builds the graph again) and the torch
+    version."""
     digest = file_sha256(path)[:16]
+    importer = file_sha256(Path(tflite_graph.__file__))[:8]
     version = torch.__version__.replace("+", "_")
     kind = str(dtype).removeprefix("torch.")
-    return cache_dir() / "frozen" / f"{info.name}-{digest}-{device.type}-{kind}-torch{version}.pt"
+    name = f"{info.name}-{digest}-{importer}-{device.type}-{kind}-torch{version}.pt"
+    return cache_dir() / "frozen" / name
 
 
 def _load_frozen(path: Path, device: torch.device) -> torch.nn.Module | None:
@@ -364,6 +369,7 @@ class MediaPipeSegmenter(Segmenter):
         if width % w == 0 and height % h == 0:
             # Whole steps (1280x720 to 256x144): the corner-aligned samples fall on pixels,
             # where bilinear weights are 1 and 0: every k-th pixel, the same bytes, 2x faster.
+            # (Whole steps on one side only, 1280x720 to 256x256, gain nothing: measured.)
             return np.ascontiguousarray(frame[:: height // h, :: width // w])
         return cv2.warpAffine(
             frame, self._warp(width, height), self.size, flags=cv2.INTER_LINEAR,

@@ -383,11 +383,12 @@ class TFLiteGraph(nn.Module):
         if kernel is None:
             raise ModelError(f"'{self.path}': convolution weights must be constants.")
         if depthwise:  # [1, kh, kw, C * multiplier] -> [C * multiplier, 1, kh, kw]
-            weight = self._param(kernel.transpose(3, 0, 1, 2))
+            oihw = kernel.transpose(3, 0, 1, 2)
             groups = self._shape(ins[0])[3]
         else:  # [O, kh, kw, I] -> [O, I, kh, kw]
-            weight = self._param(kernel.transpose(0, 3, 1, 2))
+            oihw = kernel.transpose(0, 3, 1, 2)
             groups = 1
+        weight = self._param(oihw)
         bias_value = self._constant(ins[2]) if len(ins) > 2 and ins[2] >= 0 else None
         bias = self._param(bias_value) if bias_value is not None else None
         stride = (options.StrideH(), options.StrideW())  # type: ignore[attr-defined]
@@ -398,13 +399,24 @@ class TFLiteGraph(nn.Module):
         self._window(ins[0], size, stride, dilation)
         pointwise = size == (1, 1) and groups == 1 and stride == (1, 1)
 
+        # TensorFlow's SAME padding of a stride-2 window on an even size is one more at the end
+        # (0 before, 1 after for 3x3). That window grown by one row and column of zeros at its
+        # start, padded alike on both sides, is the same convolution without copying the input
+        # into a padded one (F.pad's fill and copy): 3-5 % less time per mask on one thread
+        # (benchmarks/mediapipe_speed.py: 8.54 -> 8.27 ms and 5.47 -> 5.22 ms).
+        strided = same and stride != (1, 1) and dilation == (1, 1)
+        grown = self._param(np.pad(oihw, ((0, 0), (0, 0), (1, 0), (1, 0)))) if strided else None
+
         def conv(x: torch.Tensor) -> torch.Tensor:
             padding: tuple[int, int] = (0, 0)
+            kernel = weight
             if same:
                 rows = _same_padding(int(x.shape[2]), size[0], stride[0], dilation[0])
                 cols = _same_padding(int(x.shape[3]), size[1], stride[1], dilation[1])
                 if rows[0] == rows[1] and cols[0] == cols[1]:
                     padding = (rows[0], cols[0])  # symmetric: the convolution pads, no copy
+                elif grown is not None and rows[1] == rows[0] + 1 and cols[1] == cols[0] + 1:
+                    padding, kernel = (rows[1], cols[1]), grown
                 else:
                     x = F.pad(x, (cols[0], cols[1], rows[0], rows[1]))
             if pointwise:
@@ -414,7 +426,7 @@ class TFLiteGraph(nn.Module):
                 # (The weight is reshaped here, not once: .to() may swap its data for float16.)
                 y = F.linear(x.permute(0, 2, 3, 1), weight.flatten(1), bias).permute(0, 3, 1, 2)
             else:
-                y = F.conv2d(x, weight, bias, stride, padding, dilation, groups)
+                y = F.conv2d(x, kernel, bias, stride, padding, dilation, groups)
             return activation(y, inplace=True) if activation else y  # y is ours to change
 
         self._emit(out, conv, ins[0])
