@@ -45,7 +45,7 @@ from vbg.commands.frame_path import with_crop
 from vbg.compositing.backgrounds import PassThrough, open_background
 from vbg.compositing.compositor import Compositor, composite
 from vbg.config import MODES, RunConfig
-from vbg.images import Frame, Mask
+from vbg.images import Frame, Mask, to_mask
 from vbg.mask_filters import EDGE_CONTRAST, MaskOptions
 from vbg.processor import FrameProcessor
 from vbg.segmentation.segmenter import Segmenter, load_segmenter
@@ -100,8 +100,9 @@ def masks(
         frame = cv2.imread(str(sample.frame), cv2.IMREAD_COLOR)
         truth = cv2.imread(str(sample.mask), cv2.IMREAD_GRAYSCALE) > 127
         t = index / FPS
-        mask = processor.process(frame, t).mask
-        assert mask is not None
+        matte = processor.process(frame, t).matte
+        assert matte is not None
+        mask = to_mask(matte)
         yield t, frame, truth, mask
 
 

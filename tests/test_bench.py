@@ -100,7 +100,8 @@ def test_bench_command_writes_every_part(
         "bench", "--source", str(inputs["clip"]), "--still", str(inputs["still"]),
         "--background-image", str(inputs["background"]),
         "--background-video", str(inputs["clip"]),
-        "--models", MODEL, "--seconds", "0.5", "--repeat", "1", "--json", str(out),
+        "--models", MODEL, "--seconds", "0.5", "--repeat", "1", "--startup-runs", "1",
+        "--json", str(out),
     ])  # fmt: skip
     assert code == 0
     printed = capsys.readouterr().out
@@ -139,6 +140,11 @@ def test_bench_command_writes_every_part(
         assert run["sync"] == "auto"  # as vbg run's default
         assert 0 <= run["frames_own_mask"] <= run["frames_out"]
         assert 0 <= run["frames_held"] <= run["frames_out"]
+
+    (startup,) = result["startup"]  # vbg run's own start-up, from launch to the first frame out
+    assert (startup["model"], startup["runs"], startup["weights"]) == (MODEL, 1, "untrained")
+    assert startup["startup_s"] == startup["steps_s"]["first_frame_out"] > 0
+    assert list(startup["steps_s"])[:3] == ["imported", "source_opened", "model_loaded"]
 
 
 def test_without_background_files_the_compositor_part_uses_a_frame_of_the_source() -> None:
@@ -248,7 +254,7 @@ def test_the_pipeline_part_runs_each_background_size_and_recording_asked_for(
     code = main([
         "bench", "--source", str(inputs["clip"]), "--models", MODEL, "--seconds", "0.5",
         "--repeat", "1", "--pipeline-backgrounds", "blur", str(inputs["background"]),
-        "--pipeline-record", "--size", "640x360", "--json", str(out),
+        "--pipeline-record", "--size", "640x360", "--startup-runs", "0", "--json", str(out),
     ])  # fmt: skip
     assert code == 0
     rows = json.loads(out.read_text())["pipeline"]

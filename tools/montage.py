@@ -17,6 +17,7 @@ import numpy as np
 
 from vbg.compositing.backgrounds import BlurBackground, ColorBackground
 from vbg.compositing.compositor import Compositor
+from vbg.images import to_mask
 from vbg.mask_filters import MaskRefiner
 from vbg.segmentation.segmenter import load_segmenter
 
@@ -42,8 +43,8 @@ def main() -> None:
         frame = cv2.resize(frame, (960, round(frame.shape[0] * 960 / frame.shape[1])))
     segmenter = load_segmenter("mediapipe_selfie", weights=None, device="cpu")
     small = segmenter.predict(frame)
-    raw = MaskRefiner(guided=False).refine(small, frame)
-    refined = MaskRefiner(guided=True).refine(small, frame)
+    raw = to_mask(MaskRefiner(guided=False).refine(small, frame))
+    refined = to_mask(MaskRefiner(guided=True).refine(small, frame))
     # Crop around the strongest part of the person's edge (where the two masks differ most).
     edge = np.abs(refined - raw)
     y, x = np.unravel_index(np.argmax(cv2.blur(edge, (61, 61))), edge.shape)

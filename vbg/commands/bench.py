@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import json
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -47,7 +49,7 @@ from vbg.compositing.backgrounds import (
 )
 from vbg.compositing.compositor import Compositor
 from vbg.errors import BackgroundError, SourceError, VbgError
-from vbg.images import cover
+from vbg.images import cover, to_matte
 from vbg.outputs.sinks import Sink
 from vbg.pipeline import Pipeline
 from vbg.processor import FrameProcessor
@@ -175,7 +177,8 @@ def bench_compositor(
     source: Frame, kinds: dict[str, Callable[[], Background]], repeat: int
 ) -> list[dict[str, Any]]:
     """One row per size and background kind: ms per frame made of ``source`` (H x W x 3 uint8
-    BGR, covered to each size) with a soft ellipse as the mask."""
+    BGR, covered to each size) with a soft ellipse as the mask, handed to the compositor as the
+    frame path does (a Matte), and to the NumPy blend as float32."""
     rows = []
     for width, height in SIZES:
         frame = cover(source, width, height)
@@ -184,14 +187,15 @@ def bench_compositor(
             ellipse, (width // 2, height), (width // 4, height * 3 // 4), 0, 0, 360, 1.0, -1
         )
         mask = cv2.GaussianBlur(ellipse, (0, 0), 4)
+        matte = to_matte(mask)
         for kind, make in kinds.items():
             background = make()
             try:
-                ours = _composite_ms(Compositor(background), frame, mask, repeat)
+                ours = _composite_ms(Compositor(background), frame, matte, repeat)
                 row: dict[str, Any] = {
                     "size": f"{width}x{height}", "background": kind, "ms_median": round(ours, 2)
                 }  # fmt: skip
-                rendered = background.render(frame, 0.0, mask)
+                rendered = background.render(frame, 0.0, matte)
                 if rendered is not None:
                     theirs = _numpy_ms(frame, mask, rendered, repeat)
                     row["numpy_float32_ms"] = round(theirs, 2)
@@ -359,6 +363,7 @@ def run_bench(
     pipeline_backgrounds: Sequence[str] = ("blur",),
     pipeline_record: bool = False,
     size: tuple[int, int] = CAMERA[:2],
+    startup_runs: int = 3,
 ) -> dict[str, Any]:
     """All three parts, and the per-stage profile (:func:`profile_stages`) of the first pipeline
     model on ``profile_frames`` frames (default: the pipeline's ``seconds`` at 30 fps, at most
@@ -368,7 +373,8 @@ def run_bench(
     frame, and no video, without them). The pipeline part runs its models on the first of
     ``devices``, with ``sync`` as ``vbg run --sync``, a camera of ``size`` (width, height), once
     for each of ``pipeline_backgrounds`` (``--background`` specs), and with ``pipeline_record``
-    once more with the first of them and a recording.
+    once more with the first of them and a recording; with ``startup_runs``, the start-up of
+    ``vbg run`` with each pipeline model (:func:`bench_startup`).
     Every input is opened before anything is timed, so a bad one fails at once."""
     _check_file(still, SourceError, "Still picture", "--still")
     _check_file(background_image, BackgroundError, "Background picture", "--background-image")
@@ -419,6 +425,11 @@ def run_bench(
                         size=size,
                     )
                 )
+    if startup_runs > 0:
+        result["startup"] = [
+            bench_startup(name, source, device=devices[0], runs=startup_runs)
+            for name in (pipeline_models if pipeline_models is not None else models)
+        ]
     if profile_frames is None:
         profile_frames = min(PROFILE_FRAMES, max(1, round(CAMERA[2] * seconds)))
     if profile_frames > 0:
@@ -428,6 +439,46 @@ def run_bench(
                 first_model[0], source, profile_frames, device=devices[0]
             )
     return result
+
+
+def bench_startup(name: str, source: str, *, device: str = "cpu", runs: int = 3) -> dict[str, Any]:
+    """Launch to the first frame out of ``vbg run`` with model ``name`` (the run's own
+    ``startup_s``, and its milestones), the median of ``runs`` runs of one frame, each a fresh
+    process: ``source`` as the camera, an H.264 recording as the only output. A torchvision
+    model whose weights are not cached runs with untrained ones (the same speed)."""
+    samples: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as folder:
+        argv = [
+            sys.executable, "-m", "vbg", "--source", source, "--model", name, "--device", device,
+            "--no-preview", "--no-virtual-cam", "--record", str(Path(folder) / "out.mkv"),
+            "--overwrite", "--max-frames", "1", "--stats", str(Path(folder) / "stats.json"), "-q",
+        ]  # fmt: skip
+        info = MODELS[name]
+        real = info.family == "mediapipe" or is_cached(info)
+        if not real:
+            assert info.builder is not None
+            model = info.builder(weights=None, weights_backbone=None, num_classes=21)
+            weights = Path(folder) / f"{name}-untrained.pth"
+            torch.save(model.state_dict(), weights)
+            argv += ["--weights", str(weights)]
+        for _ in range(runs):
+            done = subprocess.run(argv, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise VbgError(f"The start-up run of {name} failed: {done.stderr.strip()}")
+            samples.append(json.loads((Path(folder) / "stats.json").read_text()))
+    steps = samples[0]["startup"]
+    return {
+        "model": name,
+        "device": device,
+        "weights": "real" if real else "untrained",
+        "runs": runs,
+        "startup_s": round(statistics.median(s["startup_s"] for s in samples), 3),
+        "steps_s": {
+            step: round(statistics.median(s["startup"][step] for s in samples), 3)
+            for step in steps
+            if all(step in s["startup"] for s in samples)
+        },
+    }
 
 
 def bench_profile(name: str, source: str, frames: int, *, device: str = "cpu") -> dict[str, Any]:
@@ -500,6 +551,13 @@ def format_bench(result: dict[str, Any]) -> str:
     if "profile" in result:
         lines.append(format_profile(result["profile"]).replace("Stage profile (", "Stage profile "
                      f"of {result['profile']['model']} ("))  # fmt: skip
+    if result.get("startup"):
+        lines.append("Start-up (vbg run: launch to the first frame out, median of its runs):")
+        for row in result["startup"]:
+            steps = "  ".join(f"{step} {at:.2f}" for step, at in row["steps_s"].items())
+            lines.append(
+                f"  {row['model']:<30} {row['device']:<4} {row['startup_s']:5.2f} s  ({steps})"
+            )
     return "\n".join(lines)
 
 

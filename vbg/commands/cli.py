@@ -352,6 +352,11 @@ def _build_parser() -> _Parser:
         help="also run each pipeline model with an H.264 recording, as vbg run --record",
     )  # fmt: skip
     bench.add_argument(
+        "--startup-runs", type=int, default=3, metavar="N",
+        help="runs of vbg run's start-up (launch to the first frame out) timed per pipeline "
+        "model (default: 3; 0: none)",
+    )  # fmt: skip
+    bench.add_argument(
         "--size", default="1280x720", metavar="WxH",
         help="the camera size the pipeline part plays (default: 1280x720)",
     )  # fmt: skip
@@ -467,8 +472,8 @@ def _bench(args: argparse.Namespace) -> int:
                     f"Unknown model '{name}' in {flag}: choose from {', '.join(MODEL_NAMES)} "
                     f"(see 'vbg models').{did_you_mean(name, MODEL_NAMES)}"
                 )
-    if args.seconds <= 0 or args.repeat <= 0:
-        raise ConfigError("--seconds and --repeat must be more than 0.")
+    if args.seconds <= 0 or args.repeat <= 0 or args.startup_runs < 0:
+        raise ConfigError("--seconds and --repeat must be more than 0, --startup-runs 0 or more.")
     size = _camera_size(args.size)
     result = run_bench(
         models=args.models or list(MODEL_NAMES),
@@ -486,6 +491,7 @@ def _bench(args: argparse.Namespace) -> int:
         pipeline_backgrounds=args.pipeline_backgrounds,
         pipeline_record=args.pipeline_record,
         size=size,
+        startup_runs=args.startup_runs,
     )
     print(format_bench(result))
     if args.json:
