@@ -254,16 +254,17 @@ def test_the_pipeline_part_runs_each_background_size_and_recording_asked_for(
     code = main([
         "bench", "--source", str(inputs["clip"]), "--models", MODEL, "--seconds", "0.5",
         "--repeat", "1", "--pipeline-backgrounds", "blur", str(inputs["background"]),
-        "--pipeline-record", "--size", "640x360", "--startup-runs", "0", "--json", str(out),
+        "--pipeline-record", "--size", "640x360", "320x180", "--startup-runs", "0",
+        "--json", str(out),
     ])  # fmt: skip
     assert code == 0
     rows = json.loads(out.read_text())["pipeline"]
-    assert [(row["background"], row["record"]) for row in rows] == [
-        ("blur", False), (str(inputs["background"]), False), ("blur", True)
-    ]  # fmt: skip
+    variants = [("blur", False), (str(inputs["background"]), False), ("blur", True)]
+    assert [(row["size"], row["background"], row["record"]) for row in rows] == [
+        (size, *variant) for size in ("640x360", "320x180") for variant in variants
+    ]
     for row in rows:
-        assert row["size"] == "640x360" and row["frames_out"] == 15
-        assert row["dropped"]["sink"] == 0
+        assert row["frames_out"] == 15 and row["dropped"]["sink"] == 0
 
 
 @pytest.mark.parametrize("size", ["1280", "12x720", "1281x720", "wide"])

@@ -362,7 +362,7 @@ def run_bench(
     profile_frames: int | None = None,
     pipeline_backgrounds: Sequence[str] = ("blur",),
     pipeline_record: bool = False,
-    size: tuple[int, int] = CAMERA[:2],
+    sizes: Sequence[tuple[int, int]] = (CAMERA[:2],),
     startup_runs: int = 3,
 ) -> dict[str, Any]:
     """All three parts, and the per-stage profile (:func:`profile_stages`) of the first pipeline
@@ -371,10 +371,11 @@ def run_bench(
     picture for a second pipeline run per model; ``background_image`` / ``background_video``:
     what the compositor part times as those backgrounds (a picture made of the source's first
     frame, and no video, without them). The pipeline part runs its models on the first of
-    ``devices``, with ``sync`` as ``vbg run --sync``, a camera of ``size`` (width, height), once
-    for each of ``pipeline_backgrounds`` (``--background`` specs), and with ``pipeline_record``
-    once more with the first of them and a recording; with ``startup_runs``, the start-up of
-    ``vbg run`` with each pipeline model (:func:`bench_startup`).
+    ``devices``, with ``sync`` as ``vbg run --sync``, a camera of each of ``sizes`` (width,
+    height), once for each of ``pipeline_backgrounds`` (``--background`` specs), and with
+    ``pipeline_record`` once more with the first of them and a recording; with
+    ``startup_runs``, the start-up of ``vbg run`` with each pipeline model
+    (:func:`bench_startup`).
     Every input is opened before anything is timed, so a bad one fails at once."""
     _check_file(still, SourceError, "Still picture", "--still")
     _check_file(background_image, BackgroundError, "Background picture", "--background-image")
@@ -410,21 +411,22 @@ def run_bench(
     scenes = [source] + ([str(still)] if still is not None else [])
     for name in pipeline_models if pipeline_models is not None else models:
         for scene in scenes:
-            for spec, record in variants:
-                result["pipeline"].append(
-                    bench_pipeline(
-                        name,
-                        scene,
-                        seconds,
-                        device=devices[0],
-                        skip_still=skip_still,
-                        precision=precision,
-                        sync=sync,
-                        background=spec,
-                        record=record,
-                        size=size,
+            for size in sizes:
+                for spec, record in variants:
+                    result["pipeline"].append(
+                        bench_pipeline(
+                            name,
+                            scene,
+                            seconds,
+                            device=devices[0],
+                            skip_still=skip_still,
+                            precision=precision,
+                            sync=sync,
+                            background=spec,
+                            record=record,
+                            size=size,
+                        )
                     )
-                )
     if startup_runs > 0:
         result["startup"] = [
             bench_startup(name, source, device=devices[0], runs=startup_runs)

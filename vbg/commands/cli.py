@@ -354,11 +354,11 @@ def _build_parser() -> _Parser:
     bench.add_argument(
         "--startup-runs", type=int, default=3, metavar="N",
         help="runs of vbg run's start-up (launch to the first frame out) timed per pipeline "
-        "model (default: 3; 0: none)",
+        "model, 0 for none (default: 3)",
     )  # fmt: skip
     bench.add_argument(
-        "--size", default="1280x720", metavar="WxH",
-        help="the camera size the pipeline part plays (default: 1280x720)",
+        "--size", nargs="+", default=["1280x720"], metavar="WxH",
+        help="the camera sizes the pipeline part plays, each in turn (default: 1280x720)",
     )  # fmt: skip
     _add_sync_flag(bench)
     bench.add_argument("--json", type=Path, help="also write the figures as JSON here")
@@ -474,7 +474,7 @@ def _bench(args: argparse.Namespace) -> int:
                 )
     if args.seconds <= 0 or args.repeat <= 0 or args.startup_runs < 0:
         raise ConfigError("--seconds and --repeat must be more than 0, --startup-runs 0 or more.")
-    size = _camera_size(args.size)
+    sizes = [_camera_size(text) for text in args.size]
     result = run_bench(
         models=args.models or list(MODEL_NAMES),
         source=args.source,
@@ -490,7 +490,7 @@ def _bench(args: argparse.Namespace) -> int:
         sync=args.sync or "auto",
         pipeline_backgrounds=args.pipeline_backgrounds,
         pipeline_record=args.pipeline_record,
-        size=size,
+        sizes=sizes,
         startup_runs=args.startup_runs,
     )
     print(format_bench(result))
