@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import pytest
 
 from conftest import fixture_path
 from vbg.compositing.compositor import composite
@@ -99,3 +100,26 @@ def test_small_copies_come_from_one_pyramid_per_frame() -> None:
     )
     odd = frame[:357, :641]
     assert grey(odd, 64, 36).shape == (36, 64)
+
+
+def test_a_matte_that_does_not_fit_the_frame_is_refused() -> None:
+    frame = np.zeros((48, 64, 3), np.uint8)
+    with pytest.raises(ValueError, match="differ"):
+        composite(frame, np.zeros((24, 32), np.uint8), frame)
+    with pytest.raises(ValueError, match="differ"):
+        composite(frame, np.zeros((48, 64), np.uint8), np.zeros((48, 63, 3), np.uint8))
+
+
+def test_a_frame_wider_than_the_refine_width_is_refined_at_its_halving() -> None:
+    # A 4K frame is refined at 1920 wide; here a 320-wide photo at 160 (width=200).
+    frame = _photo()
+    height, width = frame.shape[:2]
+    small = np.zeros((height // 4, width // 4), np.float32)
+    cv2.ellipse(small, (width // 8, height // 4), (width // 14, height // 5), 0, 0, 360, 1.0, -1)
+    small = cv2.GaussianBlur(small, (0, 0), 2.0)
+    full = MaskRefiner(contrast=3.0).refine(small, frame)
+    halved_matte = MaskRefiner(contrast=3.0, width=width // 2 + 40).refine(small, frame)
+    assert halved_matte.shape == full.shape == (height, width)
+    difference = np.abs(halved_matte.astype(int) - full)
+    assert difference.mean() < 3.0  # the same edge, a little softer
+    assert ((halved_matte > 127) != (full > 127)).mean() < 0.01

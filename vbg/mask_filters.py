@@ -242,10 +242,10 @@ class MaskRefiner:
     The full-size work is one pass (:func:`_guided_matte`): per pixel the frame's grey value,
     the linear model, the contrast, the clip and the rounding to the uint8 Matte, with the
     model's coefficients brought to full size by two bilinear resizes (buffers kept between
-    frames). Frames wider than ``width`` are refined at their halving that is not (a 4K frame
-    at 1920 wide) and the Matte scaled up: on DAVIS clips scaled to 720p, refining at half
-    the size cost 0.1-0.3 points of boundary F, so frames up to 1080p are refined at full size.
-    Each call returns a new Matte.
+    frames). Frames wider than ``width`` are refined at their first halving that is not wider
+    (a 4K frame at 1920 wide) and the Matte scaled up: on DAVIS clips scaled to 720p,
+    refining at half the size cost 0.1-0.3 points of boundary F, so frames up to 1080p are
+    refined at full size. Each call returns a new Matte.
     """
 
     def __init__(
@@ -293,6 +293,7 @@ class MaskRefiner:
             cv2.resize(slope, (guide_w, guide_h), dst=self._slope)
             cv2.resize(offset, (guide_w, guide_h), dst=self._offset)
             refined = np.empty((guide_h, guide_w), np.uint8)
+            guide = np.ascontiguousarray(guide)  # the pass walks its bytes in order
             _guided_matte(guide, self._slope, self._offset, contrast, refined)
             matte = refined
             if times:

@@ -29,6 +29,11 @@ def composite(frame: Frame, matte: Matte | Mask, background: Frame) -> Frame:
     converted by :func:`to_matte`). Exact: the rounded quotient of the integer sums. Returns a
     new frame.
     """
+    if background.shape != frame.shape or matte.shape != frame.shape[:2] or frame.ndim != 3:
+        # The compiled pass does not check its indices: refuse what does not line up.
+        raise ValueError(
+            f"frame {frame.shape}, matte {matte.shape} and background {background.shape} differ"
+        )
     out = np.empty_like(frame)
     _blend(np.ascontiguousarray(frame), np.ascontiguousarray(background),
            np.ascontiguousarray(to_matte(matte)), out)  # fmt: skip
