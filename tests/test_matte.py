@@ -67,13 +67,17 @@ def _photo() -> np.ndarray:
     return read_image(sorted(folder.glob("*.jpg"))[0])
 
 
+def _model_mask(height: int, width: int) -> np.ndarray:
+    """A model's soft mask at a quarter of ``height`` x ``width``: an ellipse, its edge blurred."""
+    small = np.zeros((height // 4, width // 4), np.float32)
+    cv2.ellipse(small, (width // 8, height // 4), (width // 14, height // 5), 0, 0, 360, 1.0, -1)
+    return cv2.GaussianBlur(small, (0, 0), 2.0)
+
+
 def test_the_compiled_pass_is_the_float_guided_filter() -> None:
     frame = _photo()
     height, width = frame.shape[:2]
-    # A model's soft mask at a quarter of the size: an ellipse with a blurred edge.
-    small = np.zeros((height // 4, width // 4), np.float32)
-    cv2.ellipse(small, (width // 8, height // 4), (width // 14, height // 5), 0, 0, 360, 1.0, -1)
-    small = cv2.GaussianBlur(small, (0, 0), 2.0)
+    small = _model_mask(height, width)
     for contrast in (1.0, 3.0):
         refiner = MaskRefiner(contrast=contrast)
         matte = refiner.refine(small, frame)
@@ -114,9 +118,7 @@ def test_a_frame_wider_than_the_refine_width_is_refined_at_its_halving() -> None
     # A 4K frame is refined at 1920 wide; here a 320-wide photo at 160 (width=200).
     frame = _photo()
     height, width = frame.shape[:2]
-    small = np.zeros((height // 4, width // 4), np.float32)
-    cv2.ellipse(small, (width // 8, height // 4), (width // 14, height // 5), 0, 0, 360, 1.0, -1)
-    small = cv2.GaussianBlur(small, (0, 0), 2.0)
+    small = _model_mask(height, width)
     full = MaskRefiner(contrast=3.0).refine(small, frame)
     halved_matte = MaskRefiner(contrast=3.0, width=width // 2 + 40).refine(small, frame)
     assert halved_matte.shape == full.shape == (height, width)
