@@ -15,14 +15,13 @@ import logging
 import os
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 import torch
 
 from vbg.errors import ModelError
-from vbg.segmentation import tflite_graph
 from vbg.segmentation.models import (
     MODELS,
     ModelInfo,
@@ -35,11 +34,15 @@ from vbg.segmentation.models import (
     replace_file,
 )
 from vbg.segmentation.options import PRECISIONS
-from vbg.segmentation.tflite_graph import TFLiteGraph
 
 Frame = np.ndarray  # H x W x 3 uint8, BGR
 Mask = np.ndarray  # H x W float32 in [0, 1], 1 = person
 
+if TYPE_CHECKING:
+    from vbg.segmentation.tflite_graph import TFLiteGraph
+
+# The .tflite importer, whose checksum names the frozen graphs it made (frozen_path).
+IMPORTER = Path(__file__).with_name("tflite_graph.py")
 log = logging.getLogger("vbg")
 
 _MEAN = (0.485, 0.456, 0.406)
@@ -259,7 +262,7 @@ def frozen_path(info: ModelInfo, path: Path, device: torch.device, dtype: torch.
     (vbg/segmentation/tflite_graph.py: a changed importer builds the graph again) and the torch
     version."""
     digest = file_sha256(path)[:16]
-    importer = file_sha256(Path(tflite_graph.__file__))[:8]
+    importer = file_sha256(IMPORTER)[:8]
     version = torch.__version__.replace("+", "_")
     kind = str(dtype).removeprefix("torch.")
     name = f"{info.name}-{digest}-{importer}-{device.type}-{kind}-torch{version}.pt"
@@ -416,6 +419,10 @@ def mediapipe_graph(info: ModelInfo, path: Path) -> TFLiteGraph:
                 f"'{path}' is the {other.name} model's file ({other.input_label} input), not "
                 f"{info.name}'s: pass --model {other.name} with it."
             )
+    # Imported here: a start whose frozen graph is cached reads no .tflite file (and saves the
+    # flatbuffer reader's import).
+    from vbg.segmentation.tflite_graph import TFLiteGraph
+
     graph = TFLiteGraph(path, check=digest != info.sha256)  # MediaPipe's own file is trusted
     found = (graph.input_shapes, graph.output_shapes)
     if found != _io_shapes(info):
