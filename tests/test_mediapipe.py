@@ -195,6 +195,23 @@ def test_a_fixed_input_model_refuses_an_inference_size(
         load_segmenter("mediapipe_selfie_landscape", weights=None, device="cpu", inference_size=64)
 
 
+def test_a_model_file_that_cannot_be_read_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Root (this test's user) reads any file: the refusal the OS gives others is played here.
+    import vbg.segmentation.segmenter as segmenter_module
+
+    weights = tmp_path / "selfie.tflite"
+    weights.write_bytes(b"\x00" * 64)
+
+    def refused(path: Path) -> str:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(segmenter_module, "file_sha256", refused)
+    with pytest.raises(ModelError, match="selfie.tflite' cannot be read: Permission denied"):
+        load_segmenter("mediapipe_selfie_landscape", weights=weights, device="cpu")
+
+
 def test_a_file_that_is_not_tflite_is_a_clear_error(tmp_path: Path) -> None:
     junk = tmp_path / "junk.tflite"
     junk.write_bytes(b"\x00" * 64)

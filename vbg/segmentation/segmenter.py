@@ -9,7 +9,6 @@ the mask is the softmax probability of the VOC "person" class.
 from __future__ import annotations
 
 import abc
-import hashlib
 import io
 import logging
 import os
@@ -256,12 +255,21 @@ class TorchvisionSegmenter(Segmenter):
         return checked_mask(person.cpu().numpy(), self.name, self.dtype == torch.float16)
 
 
+def model_file_sha256(path: Path) -> str:
+    """The SHA-256 of a model file (computed once per process, :func:`file_sha256`), or
+    :class:`ModelError` saying the file cannot be read."""
+    try:
+        return file_sha256(path)
+    except OSError as exc:
+        raise ModelError(f"Model file '{path}' cannot be read: {exc.strerror}.") from exc
+
+
 def frozen_path(info: ModelInfo, path: Path, device: torch.device, dtype: torch.dtype) -> Path:
     """Where the frozen graph of model ``info`` from file ``path`` is kept for ``device`` and
     ``dtype``, in the model cache: named after the file's SHA-256, the importer's own
     (vbg/segmentation/tflite_graph.py: a changed importer builds the graph again) and the torch
     version."""
-    digest = file_sha256(path)[:16]
+    digest = model_file_sha256(path)[:16]
     importer = file_sha256(IMPORTER)[:8]
     version = torch.__version__.replace("+", "_")
     kind = str(dtype).removeprefix("torch.")
@@ -409,10 +417,7 @@ def mediapipe_graph(info: ModelInfo, path: Path) -> TFLiteGraph:
     gives this model's 1 x H x W x 3 and 1 x H x W x 1, else refused with one line.
     """
     others = [o for o in MODELS.values() if o.family == "mediapipe" and o is not info]
-    try:
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError as exc:
-        raise ModelError(f"Model file '{path}' cannot be read: {exc.strerror}.") from exc
+    digest = model_file_sha256(path)
     for other in others:
         if digest == other.sha256:
             raise ModelError(
