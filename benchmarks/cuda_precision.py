@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from common import parse_args
 
+from vbg.commands.bench import untrained_model
 from vbg.images import cover
 from vbg.segmentation.models import MODELS, is_cached
 from vbg.segmentation.segmenter import (
@@ -46,12 +47,8 @@ VARIANTS = {  # label: (half, channels_last) for the torchvision models
 
 def _torchvision(name: str, device: torch.device, half: bool, channels_last: bool) -> Segmenter:
     info = MODELS[name]
-    assert info.builder is not None
     torch.manual_seed(0)  # the same untrained weights for every variant
-    if is_cached(info):
-        model = build_model(name)
-    else:
-        model = info.builder(weights=None, weights_backbone=None, num_classes=21)
+    model = build_model(name) if is_cached(info) else untrained_model(name)
     return TorchvisionSegmenter(model, device=device, inference_size=info.inference_size,
                                 name=name, half=half, channels_last=channels_last)  # fmt: skip
 

@@ -37,11 +37,11 @@ STEPS = ("imported", "source_opened", "model_loaded", "first_mask", "first_frame
 def untrained_weights(folder: Path) -> Path:
     """An untrained fcn_resnet50 state dict (21 labels) in ``folder``."""
     import torch
-    from torchvision.models import segmentation
+
+    from vbg.commands.bench import untrained_model
 
     path = folder / "fcn_resnet50_untrained.pth"
-    model = segmentation.fcn_resnet50(weights=None, weights_backbone=None, num_classes=21)
-    torch.save(model.state_dict(), path)
+    torch.save(untrained_model("fcn_resnet50").state_dict(), path)
     return path
 
 

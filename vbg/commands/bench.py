@@ -86,13 +86,28 @@ def _p95(values: list[float]) -> float:
     return ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
 
 
+def has_real_weights(name: str) -> bool:
+    """Whether model ``name`` runs with its real weights here: a MediaPipe model (fetched on
+    first use) or a torchvision model whose weights are cached; else the bench runs it untrained
+    (the same speed)."""
+    info = MODELS[name]
+    return info.family == "mediapipe" or is_cached(info)
+
+
+def untrained_model(name: str) -> torch.nn.Module:
+    """Torchvision model ``name`` with untrained weights (21 labels, as its real ones)."""
+    builder = MODELS[name].builder
+    assert builder is not None  # only the torchvision models lack real weights here
+    model: torch.nn.Module = builder(weights=None, weights_backbone=None, num_classes=21)
+    return model
+
+
 def bench_segmenter(name: str, device: str, precision: str = "auto") -> tuple[Segmenter, bool]:
     """The model ready to time, and whether it has its real weights here."""
     info = MODELS[name]
-    if is_cached(info) or info.family == "mediapipe":
+    if has_real_weights(name):
         return load_segmenter(name, weights=None, device=device, precision=precision), True
-    assert info.builder is not None
-    model = info.builder(weights=None, weights_backbone=None, num_classes=21)
+    model = untrained_model(name)
     torch_device = choose_device(device)
     segmenter = TorchvisionSegmenter(
         model, device=torch_device, inference_size=info.inference_size, name=name,
@@ -455,13 +470,10 @@ def bench_startup(name: str, source: str, *, device: str = "cpu", runs: int = 3)
             "--no-preview", "--no-virtual-cam", "--record", str(Path(folder) / "out.mkv"),
             "--overwrite", "--max-frames", "1", "--stats", str(Path(folder) / "stats.json"), "-q",
         ]  # fmt: skip
-        info = MODELS[name]
-        real = info.family == "mediapipe" or is_cached(info)
+        real = has_real_weights(name)
         if not real:
-            assert info.builder is not None
-            model = info.builder(weights=None, weights_backbone=None, num_classes=21)
             weights = Path(folder) / f"{name}-untrained.pth"
-            torch.save(model.state_dict(), weights)
+            torch.save(untrained_model(name).state_dict(), weights)
             argv += ["--weights", str(weights)]
         for _ in range(runs):
             done = subprocess.run(argv, capture_output=True, text=True)
