@@ -17,8 +17,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import site
 import statistics
 import subprocess
+import sys
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,6 +47,29 @@ DEFAULT_DATA = ROOT.parent / "shared" / "data"
 
 # MediaPipe's model_selection for each of vbg's MediaPipe models.
 MEDIAPIPE_SELECTION = {"mediapipe_selfie": 0, "mediapipe_selfie_landscape": 1}
+
+# What a program run by run_in_checkout does first: vbg from the checkout (argv[1]) and this
+# environment's packages (argv[2], appended without their .pth files), then its own arguments.
+_IN_CHECKOUT = """import sys
+sys.path.insert(0, sys.argv[1])
+sys.path.append(sys.argv[2])
+del sys.argv[1:3]
+"""
+
+
+def run_in_checkout(tree: Path, code: str, *args: str) -> Any:
+    """Run ``code`` (a Python program that prints JSON on its last line) in a fresh process that
+    imports vbg from checkout ``tree`` with this environment's other packages: ``python -S``, so
+    the editable install (this checkout) does not win. ``code`` gets ``args`` as
+    ``sys.argv[1:]``. Returns the JSON; raises RuntimeError with the end of the child's stderr
+    if it fails."""
+    packages = next(p for p in site.getsitepackages() if p.endswith("site-packages"))
+    command = [sys.executable, "-S", "-c", _IN_CHECKOUT + code, str(tree.resolve()), packages,
+               *args]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{tree}: {done.stderr.strip()[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 @dataclass(frozen=True)

@@ -16,18 +16,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import site
-import subprocess
-import sys
 from pathlib import Path
 
-from common import parse_args
+from common import parse_args, run_in_checkout
 
+# Run in each checkout by common.run_in_checkout: argv = clip, seconds, model_ms.
 _CHILD = """
 import json, sys, time
-root, site_packages, clip, seconds, model_ms = sys.argv[1:6]
-sys.path.insert(0, root)
-sys.path.append(site_packages)
+clip, seconds, model_ms = sys.argv[1:4]
 import cv2, numpy as np, torch
 import vbg.commands.bench as bench
 from vbg.segmentation.segmenter import Segmenter
@@ -60,16 +56,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--model-ms", type=float, default=2.6)
     args, data = parse_args(parser)
-    packages = next(p for p in site.getsitepackages() if p.endswith("site-packages"))
     trees = {"now": Path(__file__).resolve().parents[1]}
     if args.before:
         trees = {"before": args.before.resolve(), **trees}
     for number in range(args.rounds):
         for name, tree in trees.items():
-            command = [sys.executable, "-S", "-c", _CHILD, str(tree), packages, str(data.clip),
-                       str(args.seconds), str(args.model_ms)]  # fmt: skip
-            done = subprocess.run(command, capture_output=True, text=True, check=True)
-            row = json.loads(done.stdout.strip().splitlines()[-1])
+            row = run_in_checkout(
+                tree, _CHILD, str(data.clip), str(args.seconds), str(args.model_ms)
+            )
             print(json.dumps({"round": number + 1, "code": name, **row}), flush=True)
 
 

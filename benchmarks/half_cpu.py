@@ -19,24 +19,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import site
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-from common import parse_args
+from common import parse_args, run_in_checkout
 
 MODEL = "mediapipe_selfie_landscape"
 
-# Run with ``python -S`` (so the editable install does not win) and this environment's
-# site-packages appended without their .pth files: argv = root, site-packages, job (JSON).
+# Run in each checkout by common.run_in_checkout: argv = the job (JSON).
 _CHILD = """
 import json, sys
-root, site_packages, job = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
-sys.path.insert(0, root)
-sys.path.append(site_packages)
+job = json.loads(sys.argv[1])
 import vbg.commands.frame_path as frame_path
 if job.pop("opencv_threads", None):
     frame_path.OPENCV_THREADS = 2
@@ -47,12 +41,7 @@ print(json.dumps(row))
 
 
 def _row(root: Path, job: dict[str, Any]) -> dict[str, Any]:
-    packages = next(p for p in site.getsitepackages() if p.endswith("site-packages"))
-    command = [sys.executable, "-S", "-c", _CHILD, str(root.resolve()), packages, json.dumps(job)]
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise RuntimeError(f"{root}: {result.stderr.strip()[-2000:]}")
-    row: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    row: dict[str, Any] = run_in_checkout(root, _CHILD, json.dumps(job))
     return row
 
 

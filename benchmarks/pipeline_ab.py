@@ -13,21 +13,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import site
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 
-from common import parse_args
+from common import parse_args, run_in_checkout
 
-# Run in the child with ``python -S`` (so the editable install does not win) and this
-# environment's site-packages appended without their .pth files.
+# Run in each checkout by common.run_in_checkout: argv = model, clip, seconds, skip.
 _CHILD = """
 import json, sys
-root, site_packages, model, clip, seconds, skip = sys.argv[1:7]
-sys.path.insert(0, root)
-sys.path.append(site_packages)
+model, clip, seconds, skip = sys.argv[1:5]
 from pathlib import Path
 try:
     from vbg.commands.bench import bench_pipeline
@@ -41,11 +35,8 @@ print(json.dumps({key: row[key] for key in keys}))
 
 
 def _round(root: Path, model: str, clip: Path, seconds: float, skip: bool) -> dict:
-    packages = next(p for p in site.getsitepackages() if p.endswith("site-packages"))
-    command = [sys.executable, "-S", "-c", _CHILD, str(root.resolve()), packages, model,
-               str(clip), str(seconds), "1" if skip else "0"]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, check=True)
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    row: dict = run_in_checkout(root, _CHILD, model, str(clip), str(seconds), "1" if skip else "0")
+    return row
 
 
 def _median(rows: list[dict], pick: object) -> str:
