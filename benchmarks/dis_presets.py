@@ -1,0 +1,71 @@
+"""CPU time of the smoothing's optical flow (DIS) per mask, vbg's preset against the cheaper ones
+that were tried for issue 14 (and not kept: they cost dtSSD and IoU, see the README).
+
+Consecutive frames of the doctor clip as 320x180 grey images (the tracking crop's mask size,
+which the smoothing's flow runs at), one OpenCV thread, CPU ms per flow, median of ``--rounds``
+rounds in which the variants take turns::
+
+    python benchmarks/dis_presets.py [--data DIR] [--rounds 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import cv2
+from common import parse_args
+
+from vbg.images import grey
+
+SIZE = (320, 180)
+# name: (preset, settings changed on it)
+VARIANTS: dict[str, tuple[int, dict[str, int]]] = {
+    "medium (vbg)": (cv2.DISOPTICAL_FLOW_PRESET_MEDIUM, {}),
+    "medium, finest scale 2": (cv2.DISOPTICAL_FLOW_PRESET_MEDIUM, {"FinestScale": 2}),
+    "fast": (cv2.DISOPTICAL_FLOW_PRESET_FAST, {}),
+    "fast, finest scale 1, no refinement": (
+        cv2.DISOPTICAL_FLOW_PRESET_FAST,
+        {"FinestScale": 1, "VariationalRefinementIterations": 0},
+    ),
+    "ultrafast": (cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, {}),
+    "ultrafast, finest scale 1, no refinement": (
+        cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
+        {"FinestScale": 1, "VariationalRefinementIterations": 0},
+    ),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=20)
+    args, data = parse_args(parser)
+    cv2.setNumThreads(1)
+    capture = cv2.VideoCapture(str(data.clip))
+    greys = []
+    while len(greys) < 10:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        greys.append(grey(frame, *SIZE))
+    capture.release()
+    flows = {}
+    for name, (preset, settings) in VARIANTS.items():
+        flows[name] = cv2.DISOpticalFlow.create(preset)
+        for setting, value in settings.items():
+            getattr(flows[name], f"set{setting}")(value)
+    times: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    for _ in range(args.rounds):
+        for name, flow in flows.items():
+            started = time.process_time()
+            for now, then in zip(greys[1:], greys[:-1], strict=True):
+                flow.calc(now, then, None)
+            times[name].append(1000 * (time.process_time() - started) / (len(greys) - 1))
+    print(f"DIS optical flow at {SIZE[0]}x{SIZE[1]}, CPU ms per flow (median of {args.rounds}):")
+    for name, values in times.items():
+        print(f"  {name:<42} {statistics.median(values):6.2f}")
+
+
+if __name__ == "__main__":
+    main()
