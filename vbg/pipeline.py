@@ -615,9 +615,12 @@ class Pipeline:
                     self._progress.finish(captured.t)
                     continue
                 took = time.perf_counter() - started
+                # The keyframe first, then the count, then finish: whoever sees either finds the
+                # keyframe in the slot (a model thread preempted between them, as its lower
+                # priority allows on a busy machine, once left a counted mask unseen for a second).
+                self._masks.put(keyframe)
                 self.stats.add_time("segment", took)
                 self.stats.count("masks")
-                self._masks.put(keyframe)  # before finish: a frame waiting for it finds it
                 self._progress.finish(captured.t, took)
         finally:
             self._progress.close()
