@@ -90,6 +90,34 @@ def test_the_compiled_pass_is_the_float_guided_filter() -> None:
         assert outline.mean() < 0.001
 
 
+def test_pixels_away_from_the_edge_are_the_filter_s_too() -> None:
+    # The pass writes 0 or 255 without reading the frame where both neighbouring coefficients
+    # give that for any grey value: on noise frames, with masks near 0 and 1 of every kind
+    # (where the float sums decide), every pixel must still be the one the linear model gives
+    # (computed here at full size in NumPy from the same coefficients), to the rounding.
+    rng = np.random.default_rng(7)
+    for contrast in (1.0, 2.0, 3.0, 5.0):
+        frame = rng.integers(0, 256, (180, 320, 3), dtype=np.uint8)
+        levels = np.array([0.0, 1e-4, 0.002, 0.998, 0.9999, 1.0, 0.3, 0.7], np.float32)
+        blocks = levels[rng.integers(0, len(levels), (5, 10))]
+        small = np.kron(blocks, np.ones((9, 8), np.float32))  # 45 x 80, areas of one level
+        small = cv2.GaussianBlur(small, (0, 0), float(rng.uniform(0.3, 2.0)))
+        refiner = MaskRefiner(contrast=contrast)
+        matte = refiner.refine(small, frame)
+        slope, offset = refiner._coefficients(small, frame)
+        value = cv2.resize(slope, (320, 180)) * cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+        value += cv2.resize(offset, (320, 180))
+        value = np.where(value < 127.5, 127.5 + contrast * (value - 127.5), value)
+        expected = np.floor(np.clip(value, 0.0, 255.0) + 0.5)
+        difference = np.abs(matte - expected)
+        sure = (matte == 0) | (matte == 255)
+        assert difference[sure].max() <= 1, contrast  # none written 0 or 255 where it is not
+        # Elsewhere the same to the rounding, but for a pixel or two where a steep linear model
+        # meets the two bilinear sums' own float rounding (cv2.resize's and the pass's).
+        assert (difference > 1).mean() < 0.001, contrast
+        assert (matte == 0).mean() > 0.02 and (matte == 255).mean() > 0.02
+
+
 def test_small_copies_come_from_one_pyramid_per_frame() -> None:
     frame = cv2.resize(_photo(), (1280, 720))
     area = cv2.cvtColor(
@@ -97,11 +125,16 @@ def test_small_copies_come_from_one_pyramid_per_frame() -> None:
     )
     assert np.abs(grey(frame, 320, 180).astype(int) - area).max() <= 1
     assert halved(frame, 2) is halved(frame, 2)  # made once for this frame
+    assert grey(frame, 256, 144) is grey(frame, 256, 144)  # the model's size: 1 ms, made once
+    small = cv2.resize(frame, (256, 144), interpolation=cv2.INTER_AREA)
+    area = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+    assert np.abs(grey(frame, 256, 144).astype(int) - area).max() <= 1
     # Another frame of the same size is its own picture, never the first one's.
     other = np.ascontiguousarray(frame[::-1])
     assert np.array_equal(grey(other, 320, 180), grey(frame, 320, 180)[::-1]) or (
         np.abs(grey(other, 320, 180).astype(int) - grey(frame, 320, 180)[::-1]).max() <= 1
     )
+    assert not np.array_equal(grey(other, 256, 144), grey(frame, 256, 144))
     odd = frame[:357, :641]
     assert grey(odd, 64, 36).shape == (36, 64)
 

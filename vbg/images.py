@@ -143,11 +143,38 @@ def to_mask(matte: Matte) -> Mask:
     return matte.astype(np.float32) * np.float32(1.0 / 255.0)
 
 
+# (frame, its greys: (width, height, grey image), ...) for the last HALVINGS_KEPT frames, newest
+# first; replaced whole like _halvings below.
+_greys: tuple[tuple[np.ndarray, tuple[tuple[int, int, np.ndarray], ...]], ...] = ()
+
+
 def grey(frame: Frame, width: int, height: int) -> np.ndarray:
     """The frame (H x W x 3 uint8 BGR) as a small grey image of width x height (uint8): an area
     average. Made from the frame's smallest halving that the size divides into whole blocks
     (1280x720 to 320x180: the quarter as it is), which is the same average; other sizes are
-    averaged from the frame itself (an area resize from a halving would blur them more)."""
+    averaged from the frame itself (an area resize from a halving would blur them more).
+
+    The greys of the last :data:`HALVINGS_KEPT` frames are kept, looked up by the frame's
+    identity like its halvings: the smoothing and the refiner both need the frame's grey at the
+    model's size (1280x720 to 256x144 takes 1 ms), and it is made once. Callers must not write
+    into the grey image they get."""
+    global _greys
+    entries = _greys
+    made: tuple[tuple[int, int, np.ndarray], ...] = ()
+    for source, sizes in entries:
+        if source is frame:
+            made = sizes
+            break
+    for kept_w, kept_h, kept in made:
+        if (kept_w, kept_h) == (width, height):
+            return kept
+    small_grey = _grey(frame, width, height)
+    others = tuple(entry for entry in entries if entry[0] is not frame)
+    _greys = ((frame, (*made, (width, height, small_grey))), *others[: HALVINGS_KEPT - 1])
+    return small_grey
+
+
+def _grey(frame: Frame, width: int, height: int) -> np.ndarray:
     frame_h, frame_w = frame.shape[:2]
     times = 0
     while _whole_blocks(frame_w, frame_h, times + 1, width, height):

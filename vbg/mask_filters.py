@@ -31,6 +31,7 @@ import numpy as np
 from vbg.images import Frame, Mask, Matte, grey, halved
 
 Grey = np.ndarray  # H x W uint8
+_Grid = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # see _bilinear_grid
 
 FLOW_WIDTH = 320  # frames are this wide (or less) for the flow that moves masks between results
 HYSTERESIS_BAND = 0.25  # the hysteresis acts on mask values within this of the 0.5 threshold
@@ -241,8 +242,9 @@ class MaskRefiner:
 
     The full-size work is one pass (:func:`_guided_matte`): per pixel the frame's grey value,
     the linear model, the contrast, the clip and the rounding to the uint8 Matte, with the
-    model's coefficients brought to full size by two bilinear resizes (buffers kept between
-    frames). Frames wider than ``width`` are refined at their first halving that is not wider
+    model's coefficients brought to full size on the way (bilinear, as cv2.resize), and the
+    pixels away from the edge (0 or 255 whatever the frame shows there) written without
+    reading the frame. Frames wider than ``width`` are refined at their first halving that is not wider
     (a 4K frame at 1920 wide) and the Matte scaled up: on DAVIS clips scaled to 720p,
     refining at half the size cost 0.1-0.3 points of boundary F, so frames up to 1080p are
     refined at full size. Each call returns a new Matte.
@@ -264,11 +266,12 @@ class MaskRefiner:
         self.eps = eps
         self.contrast = contrast
         self.feather = feather
-        self._slope: np.ndarray = np.zeros((0, 0), np.float32)  # full size, reused
-        self._offset: np.ndarray = np.zeros((0, 0), np.float32)
+        self._offset: np.ndarray = np.zeros((0, 0), np.float32)  # the plain path's, reused
+        self._grid: tuple[tuple[int, int, int, int], _Grid] | None = None
         # Compile (or load from Numba's cache) the passes now, not on the first frame.
         tiny, matte = np.zeros((2, 2), np.float32), np.zeros((2, 2), np.uint8)
-        _guided_matte(np.zeros((2, 2, 3), np.uint8), tiny, tiny, np.float32(1.0), matte)
+        grid = _bilinear_grid(2, 2, 2, 2)
+        _guided_matte(np.zeros((2, 2, 3), np.uint8), tiny, tiny, grid, np.float32(1.0), matte)
         _plain_matte(tiny, np.float32(1.0), matte)
 
     def refine(self, mask: Mask, frame: Frame) -> Matte:
@@ -288,13 +291,13 @@ class MaskRefiner:
                 times += 1
             guide = halved(frame, times)
             guide_h, guide_w = guide.shape[:2]
-            self._buffers(guide_w, guide_h)
+            sizes = (small_w, small_h, guide_w, guide_h)
+            if self._grid is None or self._grid[0] != sizes:
+                self._grid = (sizes, _bilinear_grid(*sizes))
             slope, offset = self._coefficients(mask, frame)
-            cv2.resize(slope, (guide_w, guide_h), dst=self._slope)
-            cv2.resize(offset, (guide_w, guide_h), dst=self._offset)
             refined = np.empty((guide_h, guide_w), np.uint8)
-            guide = np.ascontiguousarray(guide)  # the pass walks its bytes in order
-            _guided_matte(guide, self._slope, self._offset, contrast, refined)
+            guide = np.ascontiguousarray(guide)  # one compiled layout
+            _guided_matte(guide, slope, offset, self._grid[1], contrast, refined)
             matte = refined
             if times:
                 matte = np.empty((height, width), np.uint8)
@@ -305,7 +308,6 @@ class MaskRefiner:
 
     def _buffers(self, width: int, height: int) -> None:
         if self._offset.shape != (height, width):
-            self._slope = np.empty((height, width), np.float32)
             self._offset = np.empty((height, width), np.float32)
 
     def _coefficients(self, mask: Mask, frame: Frame) -> tuple[np.ndarray, np.ndarray]:
@@ -335,24 +337,96 @@ class MaskRefiner:
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
 def _guided_matte(
-    frame: Frame, slope: np.ndarray, offset: np.ndarray, contrast: np.float32, out: Matte
+    frame: Frame,
+    slope: np.ndarray,
+    offset: np.ndarray,
+    grid: _Grid,
+    contrast: np.float32,
+    out: Matte,
 ) -> None:  # pragma: no cover - compiled; tested through MaskRefiner
-    """``out`` (H x W uint8) = the Matte of ``slope * I + offset`` (H x W float32 each, in Matte
-    units) for the grey value I of ``frame`` (H x W x 3 uint8 BGR; OpenCV's BGR2GRAY weights,
-    in its fixed point), the room side made steeper by ``contrast``, clipped, rounded."""
-    pixels = frame.reshape(-1)
-    a = slope.reshape(-1)
-    c = offset.reshape(-1)
-    o = out.reshape(-1)
-    for i in range(o.size):
-        j = 3 * i
-        intensity = (
-            np.int32(pixels[j]) * 1868
-            + np.int32(pixels[j + 1]) * 9617
-            + np.int32(pixels[j + 2]) * 4899
-            + 8192
-        ) >> 14
-        o[i] = _to_matte(a[i] * np.float32(intensity) + c[i], contrast)
+    """``out`` (H x W uint8) = the Matte of ``slope * I + offset`` for the grey value I of
+    ``frame`` (H x W x 3 uint8 BGR; OpenCV's BGR2GRAY weights, in its fixed point), the room
+    side made steeper by ``contrast``, clipped, rounded. ``slope`` and ``offset`` (h x w
+    float32, in Matte units) are at the model's size and brought to full size here, bilinear,
+    by ``grid`` (:func:`_bilinear_grid`): no full-size float image is written.
+
+    A pixel whose two neighbours in the row of coefficients both give 0 (or both 255) for every
+    grey value gives that too, whatever its own grey value (the bilinear mix of two linear
+    models lies between them): such pixels, most of the frame away from the person's edge, are
+    written without reading the frame."""
+    spans, column_weights, rows, row_weights = grid
+    height = out.shape[0]
+    small_w = slope.shape[1]
+    # Below ``room``, a value's Matte is 0 (127.5 - value made ``contrast`` times larger is
+    # more than 127); from ``person`` up it is 255. A little inside both, for the float sums.
+    room = (np.float32(0.5) + (contrast - np.float32(1.0)) * np.float32(127.5)) / contrast
+    room -= np.float32(0.01)
+    person = np.float32(254.5 + 0.01)
+    row_slope = np.empty(small_w, np.float32)
+    row_offset = np.empty(small_w, np.float32)
+    same = np.empty(small_w, np.uint8)  # 1: room for any grey value, 2: person, 0: depends
+    for y in range(height):
+        top = rows[y]
+        below = min(top + 1, slope.shape[0] - 1)
+        down = row_weights[y]
+        for j in range(small_w):
+            a = slope[top, j] + down * (slope[below, j] - slope[top, j])
+            c = offset[top, j] + down * (offset[below, j] - offset[top, j])
+            row_slope[j] = a
+            row_offset[j] = c
+            lowest = min(c, c + np.float32(255.0) * a)
+            highest = max(c, c + np.float32(255.0) * a)
+            same[j] = 1 if highest < room else (2 if lowest >= person else 0)
+        for j in range(small_w - 1):
+            if same[j] != same[j + 1]:
+                same[j] = 0
+        j = 0
+        while j < small_w:
+            known = same[j]
+            if known:  # the run of columns taken from j on with the same answer: filled
+                end = j + 1
+                while end < small_w and same[end] == known:
+                    end += 1
+                out[y, spans[j] : spans[end]] = 0 if known == 1 else 255
+                j = end
+                continue
+            for x in range(spans[j], spans[j + 1]):
+                left = j
+                right = min(left + 1, small_w - 1)
+                across = column_weights[x]
+                a = row_slope[left] + across * (row_slope[right] - row_slope[left])
+                c = row_offset[left] + across * (row_offset[right] - row_offset[left])
+                intensity = (
+                    np.int32(frame[y, x, 0]) * 1868
+                    + np.int32(frame[y, x, 1]) * 9617
+                    + np.int32(frame[y, x, 2]) * 4899
+                    + 8192
+                ) >> 14
+                out[y, x] = _to_matte(a * np.float32(intensity) + c, contrast)
+            j += 1
+
+
+def _bilinear_grid(small_w: int, small_h: int, width: int, height: int) -> _Grid:
+    """Where cv2.resize (INTER_LINEAR) takes each pixel of a width x height image from a
+    small_w x small_h one: the columns taken from each source column and the one right of it
+    (``spans[j]`` to ``spans[j + 1]``, int64, small_w + 1 of them) and the right one's weight
+    for each column (float32); per row the upper source row (int32) and the lower one's
+    weight."""
+
+    def axis(small: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+        place = (np.arange(size, dtype=np.float64) + 0.5) * (small / size) - 0.5
+        first = np.floor(place)
+        weight = place - first
+        weight[first < 0] = 0.0
+        first[first < 0] = 0
+        weight[first >= small - 1] = 0.0
+        first[first >= small - 1] = small - 1
+        return first.astype(np.int32), weight.astype(np.float32)
+
+    columns, column_weights = axis(small_w, width)
+    rows, row_weights = axis(small_h, height)
+    spans = np.searchsorted(columns, np.arange(small_w + 1), side="left").astype(np.int64)
+    return spans, column_weights, rows, row_weights
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
