@@ -244,10 +244,10 @@ class MaskRefiner:
     the linear model, the contrast, the clip and the rounding to the uint8 Matte, with the
     model's coefficients brought to full size on the way (bilinear, as cv2.resize), and the
     pixels away from the edge (0 or 255 whatever the frame shows there) written without
-    reading the frame. Frames wider than ``width`` are refined at their first halving that is not wider
-    (a 4K frame at 1920 wide) and the Matte scaled up: on DAVIS clips scaled to 720p,
-    refining at half the size cost 0.1-0.3 points of boundary F, so frames up to 1080p are
-    refined at full size. Each call returns a new Matte.
+    reading the frame. Frames wider than ``width`` are refined at their first halving that
+    is not wider (a 4K frame at 1920 wide) and the Matte scaled up: on DAVIS clips scaled to
+    720p, refining at half the size cost 0.1-0.3 points of boundary F, so frames up to 1080p
+    are refined at full size. Each call returns a new Matte.
     """
 
     def __init__(
