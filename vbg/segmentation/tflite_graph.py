@@ -27,6 +27,8 @@ the smaller half before; VALID pads nothing.
 
 from __future__ import annotations
 
+import collections
+import functools
 import math
 import struct
 from collections.abc import Callable
@@ -69,6 +71,12 @@ if tflite is not None:
     # Types that only quantized kernels compute with (int4 weights always carry a scale).
     _QUANTIZED_TYPES = {tflite.TensorType.INT8, tflite.TensorType.UINT8, tflite.TensorType.INT16}
     _FLOAT_TYPES = {tflite.TensorType.FLOAT16, tflite.TensorType.FLOAT32, tflite.TensorType.FLOAT64}
+
+# Operators whose output is a tensor of their own, never a view of an input or a constant.
+_FRESH = {
+    "ADD", "AVERAGE_POOL_2D", "CONV_2D", "CONVOLUTION2DTRANSPOSEBIAS", "DEPTHWISE_CONV_2D",
+    "HARD_SWISH", "LOGISTIC", "MEAN", "MUL", "RELU", "RELU6", "RESIZE_BILINEAR",
+}  # fmt: skip
 
 # MediaPipe's Convolution2DTransposeBias keeps its padding as TfLitePadding, the C API's enum
 # (kTfLitePaddingUnknown = 0, kTfLitePaddingSame = 1, kTfLitePaddingValid = 2), not the schema's
@@ -194,6 +202,17 @@ class TFLiteGraph(nn.Module):
         if not self._types_checked:
             self._refuse_quantized()
             self._types_checked = True
+        # Who reads each tensor and which operator makes it: an activation may then work in
+        # place on a tensor that only it reads (see _owned).
+        self._reads: collections.Counter[int] = collections.Counter(self.outputs)
+        self._makers: dict[int, str] = {}
+        for index in range(graph.OperatorsLength()):
+            op = graph.Operators(index)
+            self._reads.update(i for i in self._indices(op.InputsAsNumpy(), optional=True))
+            code = op.OpcodeIndex()
+            name = self._opcodes[code].upper() if 0 <= code < len(self._opcodes) else ""
+            for made in self._indices(op.OutputsAsNumpy()):
+                self._makers[made] = name
         for index in range(graph.OperatorsLength()):
             self._add_operator(graph.Operators(index))
 
@@ -448,10 +467,16 @@ class TFLiteGraph(nn.Module):
     def _binary(self, op: tflite.Operator, ins: list[int], out: int, fn, kind: type) -> None:  # type: ignore[no-untyped-def]
         activation = self._activation(self._options(op, kind).FusedActivationFunction())  # type: ignore[attr-defined]
         left, right = self._operand(ins[0]), self._operand(ins[1])
+        owned = self._owned(ins[0])  # then the result may go into the left operand
+        in_place = {torch.add: torch.Tensor.add_, torch.mul: torch.Tensor.mul_}[fn]
 
         def step(values: list[torch.Tensor | None]) -> None:
-            y = fn(left(values), right(values))
-            values[out] = activation(y) if activation else y
+            a, b = left(values), right(values)
+            if owned and a.shape == torch.broadcast_shapes(a.shape, b.shape):
+                y = in_place(a, b)
+            else:
+                y = fn(a, b)
+            values[out] = activation(y, inplace=True) if activation else y  # y is ours
 
         self._add_step(out, step)
 
@@ -461,17 +486,34 @@ class TFLiteGraph(nn.Module):
     def _op_mul(self, op: tflite.Operator, ins: list[int], out: int) -> None:
         self._binary(op, ins, out, torch.mul, tflite.MulOptions)
 
+    def _owned(self, index: int) -> bool:
+        """Whether tensor ``index`` is a new tensor of its own (made by an operator of
+        :data:`_FRESH`, not a graph input or output) that one operator alone reads: that
+        operator may then change it in place (the selfie model's 22 ReLUs, 11 hard swishes, 11
+        sigmoids and most of its additions: each a tensor fewer to allocate and write)."""
+        return (
+            self._reads[index] == 1
+            and index not in self.inputs
+            and index not in self.outputs
+            and self._makers.get(index) in _FRESH
+        )
+
+    def _activate(self, out: int, fn: Callable[..., torch.Tensor], index: int) -> None:
+        """``fn`` (an activation taking ``inplace``) of tensor ``index``: in place where it is
+        :meth:`_owned`."""
+        self._emit(out, functools.partial(fn, inplace=self._owned(index)), index)
+
     def _op_relu(self, op: tflite.Operator, ins: list[int], out: int) -> None:
-        self._emit(out, F.relu, ins[0])
+        self._activate(out, F.relu, ins[0])
 
     def _op_relu6(self, op: tflite.Operator, ins: list[int], out: int) -> None:
-        self._emit(out, F.relu6, ins[0])
+        self._activate(out, F.relu6, ins[0])
 
     def _op_hard_swish(self, op: tflite.Operator, ins: list[int], out: int) -> None:
-        self._emit(out, F.hardswish, ins[0])
+        self._activate(out, F.hardswish, ins[0])
 
     def _op_logistic(self, op: tflite.Operator, ins: list[int], out: int) -> None:
-        self._emit(out, torch.sigmoid, ins[0])
+        self._emit(out, torch.Tensor.sigmoid_ if self._owned(ins[0]) else torch.sigmoid, ins[0])
 
     def _op_mean(self, op: tflite.Operator, ins: list[int], out: int) -> None:
         axes_value = self._constant(ins[1])
