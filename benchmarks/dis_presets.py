@@ -1,5 +1,6 @@
 """CPU time of the smoothing's optical flow (DIS) per mask, vbg's preset against the cheaper ones
-that were tried for issue 14 (and not kept: they cost dtSSD and IoU, see the README).
+that were tried for issue 14 (and not kept: they cost dtSSD and IoU, see the README), and vbg's
+preset on greys shrunk to 256 wide (not kept either).
 
 Consecutive frames of the doctor clip as 320x180 grey images (the tracking crop's mask size,
 which the smoothing's flow runs at), one OpenCV thread, CPU ms per flow, median of ``--rounds``
@@ -34,6 +35,8 @@ VARIANTS: dict[str, tuple[int, dict[str, int]]] = {
         cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
         {"FinestScale": 1, "VariationalRefinementIterations": 0},
     ),
+    # The greys first shrunk to 256 wide (the model's width; the two resizes are timed too).
+    "medium at 256x144": (cv2.DISOPTICAL_FLOW_PRESET_MEDIUM, {"Width": 256}),
 }
 
 
@@ -51,15 +54,22 @@ def main() -> None:
         greys.append(grey(frame, *SIZE))
     capture.release()
     flows = {}
+    widths = {}
     for name, (preset, settings) in VARIANTS.items():
         flows[name] = cv2.DISOpticalFlow.create(preset)
         for setting, value in settings.items():
-            getattr(flows[name], f"set{setting}")(value)
+            if setting == "Width":
+                widths[name] = (value, round(SIZE[1] * value / SIZE[0]))
+            else:
+                getattr(flows[name], f"set{setting}")(value)
     times: dict[str, list[float]] = {name: [] for name in VARIANTS}
     for _ in range(args.rounds):
         for name, flow in flows.items():
             started = time.process_time()
             for now, then in zip(greys[1:], greys[:-1], strict=True):
+                if name in widths:
+                    now = cv2.resize(now, widths[name], interpolation=cv2.INTER_AREA)
+                    then = cv2.resize(then, widths[name], interpolation=cv2.INTER_AREA)
                 flow.calc(now, then, None)
             times[name].append(1000 * (time.process_time() - started) / (len(greys) - 1))
     print(f"DIS optical flow at {SIZE[0]}x{SIZE[1]}, CPU ms per flow (median of {args.rounds}):")
