@@ -411,34 +411,36 @@ def test_mediapipes_float16_files_still_load_when_cached() -> None:
 
 
 def test_activations_change_in_place_only_what_no_other_operator_reads(tmp_path: Path) -> None:
-    # conv -> RELU -> ADD(relu, conv) -> RELU: the first ReLU's input is also the addition's
-    # (it must be left as it is), the second's and the addition's left operand are read once
-    # (changed in place: a tensor fewer each). The numbers must be relu(relu(c) + c), run after
-    # run, and the image handed in must come back untouched.
+    # c = conv(image); r = RELU(c); s = ADD(c, r); t = ADD(r, s); u = ADD(c, t); out = RELU(u).
+    # c and r are read by more than one operator, some of them later: left as they are. s, t
+    # and u are read once: the additions put their sum into s and t (their right operands; the
+    # conv model above adds into its left one) and the last ReLU works on u, a tensor fewer
+    # each. The numbers must be NumPy's, run after run, and the image must come back untouched.
     T, OP = tflite.TensorType, tflite.BuiltinOperator
     plain = conv_options(2, tflite.Padding.SAME, tflite.ActivationFunctionType.NONE)
+    names = ["conv", "relu", "s", "t", "u", "out"]  # tensors 3 to 8
     tensors = [
         Tensor("image", IMAGE),  # 0
         Tensor("conv/weights", WEIGHTS.shape, data=f32(WEIGHTS)),  # 1
         Tensor("conv/bias", BIAS.shape, data=f32(BIAS)),  # 2
-        Tensor("conv", (1, 3, 3, 3)),  # 3
-        Tensor("relu", (1, 3, 3, 3)),  # 4
-        Tensor("sum", (1, 3, 3, 3)),  # 5
-        Tensor("out", (1, 3, 3, 3), T.FLOAT32),  # 6
+        *(Tensor(name, (1, 3, 3, 3), T.FLOAT32) for name in names),
     ]
     ops = [
         Op(OP.CONV_2D, [0, 1, 2], [3], plain),
         Op(OP.RELU, [3], [4]),
-        Op(OP.ADD, [4, 3], [5], add_options),
-        Op(OP.RELU, [5], [6]),
+        Op(OP.ADD, [3, 4], [5], add_options),
+        Op(OP.ADD, [4, 5], [6], add_options),
+        Op(OP.ADD, [3, 6], [7], add_options),
+        Op(OP.RELU, [7], [8]),
     ]
     graph = TFLiteGraph(write_model(tmp_path / "residual.tflite", tensors, ops, inputs=[0]))
     image = RNG.normal(size=IMAGE).astype(np.float32)
     conv = conv_reference(image[0], WEIGHTS, BIAS, 2)
-    expected = np.maximum(np.maximum(conv, 0) + conv, 0)
+    relu = np.maximum(conv, 0)
+    expected = np.maximum(conv + (relu + (conv + relu)), 0)
     assert (conv < 0).any() and (conv > 0).any()  # the ReLUs change something
     kept = image.copy()
     for _ in range(2):
         np.testing.assert_allclose(run_nhwc(graph, image)[0], expected, rtol=1e-5, atol=1e-5)
     assert np.array_equal(image, kept)
-    assert not graph._owned(3) and graph._owned(4) and graph._owned(5)
+    assert [graph._owned(i) for i in range(3, 8)] == [False, False, True, True, True]

@@ -467,13 +467,17 @@ class TFLiteGraph(nn.Module):
     def _binary(self, op: tflite.Operator, ins: list[int], out: int, fn, kind: type) -> None:  # type: ignore[no-untyped-def]
         activation = self._activation(self._options(op, kind).FusedActivationFunction())  # type: ignore[attr-defined]
         left, right = self._operand(ins[0]), self._operand(ins[1])
-        owned = self._owned(ins[0])  # then the result may go into the left operand
+        # The result may go into an operand that only this operator reads (both commute).
+        owned = (self._owned(ins[0]), self._owned(ins[1]))
         in_place = {torch.add: torch.Tensor.add_, torch.mul: torch.Tensor.mul_}[fn]
 
         def step(values: list[torch.Tensor | None]) -> None:
             a, b = left(values), right(values)
-            if owned and a.shape == torch.broadcast_shapes(a.shape, b.shape):
+            shape = torch.broadcast_shapes(a.shape, b.shape)
+            if owned[0] and a.shape == shape:
                 y = in_place(a, b)
+            elif owned[1] and b.shape == shape:
+                y = in_place(b, a)
             else:
                 y = fn(a, b)
             values[out] = activation(y, inplace=True) if activation else y  # y is ours
