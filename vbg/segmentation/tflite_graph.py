@@ -27,7 +27,6 @@ the smaller half before; VALID pads nothing.
 
 from __future__ import annotations
 
-import collections
 import functools
 import math
 import struct
@@ -202,18 +201,24 @@ class TFLiteGraph(nn.Module):
         if not self._types_checked:
             self._refuse_quantized()
             self._types_checked = True
-        # Who reads each tensor and which operator makes it: an activation may then work in
-        # place on a tensor that only it reads (see _owned).
-        self._reads: collections.Counter[int] = collections.Counter(self.outputs)
+        # Which operator makes each tensor, which reads it last and whether all its readers make
+        # tensors of their own: an operator may then work in place on a tensor it reads last
+        # (see _owned). Operators run in the file's order.
         self._makers: dict[int, str] = {}
+        self._last_reader: dict[int, int] = {}
+        self._fresh_readers: dict[int, bool] = {}
         for index in range(graph.OperatorsLength()):
             op = graph.Operators(index)
-            self._reads.update(i for i in self._indices(op.InputsAsNumpy(), optional=True))
             code = op.OpcodeIndex()
             name = self._opcodes[code].upper() if 0 <= code < len(self._opcodes) else ""
+            for read in self._indices(op.InputsAsNumpy(), optional=True):
+                self._last_reader[read] = index
+                self._fresh_readers[read] = self._fresh_readers.get(read, True) and name in _FRESH
             for made in self._indices(op.OutputsAsNumpy()):
                 self._makers[made] = name
+        self._building = -1  # the operator being built
         for index in range(graph.OperatorsLength()):
+            self._building = index
             self._add_operator(graph.Operators(index))
 
     def _indices(self, indices: object, optional: bool = False) -> list[int]:
@@ -467,7 +472,7 @@ class TFLiteGraph(nn.Module):
     def _binary(self, op: tflite.Operator, ins: list[int], out: int, fn, kind: type) -> None:  # type: ignore[no-untyped-def]
         activation = self._activation(self._options(op, kind).FusedActivationFunction())  # type: ignore[attr-defined]
         left, right = self._operand(ins[0]), self._operand(ins[1])
-        # The result may go into an operand that only this operator reads (both commute).
+        # The result may go into an operand this operator reads last (both commute).
         owned = (self._owned(ins[0]), self._owned(ins[1]))
         in_place = {torch.add: torch.Tensor.add_, torch.mul: torch.Tensor.mul_}[fn]
 
@@ -491,12 +496,15 @@ class TFLiteGraph(nn.Module):
         self._binary(op, ins, out, torch.mul, tflite.MulOptions)
 
     def _owned(self, index: int) -> bool:
-        """Whether tensor ``index`` is a new tensor of its own (made by an operator of
-        :data:`_FRESH`, not a graph input or output) that one operator alone reads: that
-        operator may then change it in place (the selfie model's 22 ReLUs, 11 hard swishes, 11
-        sigmoids and most of its additions: each a tensor fewer to allocate and write)."""
+        """Whether the operator being built may change tensor ``index`` in place: a new tensor
+        of its own (made by an operator of :data:`_FRESH`, not a graph input or output) that
+        this operator reads last, every reader before it having made a tensor of its own (so
+        none holds a view of it). The selfie model's 22 ReLUs, 11 hard swishes, 11 sigmoids and
+        most of its additions and multiplications work in place: each a tensor fewer to
+        allocate and write."""
         return (
-            self._reads[index] == 1
+            self._last_reader.get(index) == self._building
+            and self._fresh_readers.get(index, False)
             and index not in self.inputs
             and index not in self.outputs
             and self._makers.get(index) in _FRESH
