@@ -25,6 +25,7 @@ SIZE = (320, 180)
 VARIANTS: dict[str, tuple[int, dict[str, int]]] = {
     "medium (vbg)": (cv2.DISOPTICAL_FLOW_PRESET_MEDIUM, {}),
     "medium, finest scale 2": (cv2.DISOPTICAL_FLOW_PRESET_MEDIUM, {"FinestScale": 2}),
+    "medium, a patch every 4 px": (cv2.DISOPTICAL_FLOW_PRESET_MEDIUM, {"PatchStride": 4}),
     "fast": (cv2.DISOPTICAL_FLOW_PRESET_FAST, {}),
     "fast, finest scale 1, no refinement": (
         cv2.DISOPTICAL_FLOW_PRESET_FAST,
