@@ -12,6 +12,7 @@ are made from its halvings (:func:`halved`), which are made once per frame and s
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
 from pathlib import Path
 
 import cv2
@@ -143,9 +144,29 @@ def to_mask(matte: Matte) -> Mask:
     return matte.astype(np.float32) * np.float32(1.0 / 255.0)
 
 
-# (frame, its greys: (width, height, grey image), ...) for the last HALVINGS_KEPT frames, newest
-# first; replaced whole like _halvings below.
-_greys: tuple[tuple[np.ndarray, tuple[tuple[int, int, np.ndarray], ...]], ...] = ()
+# What was made from each of the last HALVINGS_KEPT images asked about, newest first:
+# (image, ((key, made), ...)). Replaced whole, never changed in place, so the model's and the
+# compositor's threads may both read and extend it without a lock (at worst a copy is made
+# twice). vbg never writes into a frame it has read, which is what makes the identity safe.
+_made: tuple[tuple[np.ndarray, tuple[tuple[Hashable, np.ndarray], ...]], ...] = ()
+
+
+def _made_from(image: np.ndarray, key: Hashable, make: Callable[[], np.ndarray]) -> np.ndarray:
+    """What ``make()`` makes from ``image``, made once: kept under ``key`` with the image,
+    looked up by the image's identity."""
+    global _made
+    for source, kept in _made:
+        if source is image:
+            for kept_key, value in kept:
+                if kept_key == key:
+                    return value
+            break
+    value = make()
+    entries = _made  # make() may have kept more from the same image (a halving's halvings)
+    kept = next((kept for source, kept in entries if source is image), ())
+    others = tuple(entry for entry in entries if entry[0] is not image)
+    _made = ((image, (*kept, (key, value))), *others[: HALVINGS_KEPT - 1])
+    return value
 
 
 def grey(frame: Frame, width: int, height: int) -> np.ndarray:
@@ -154,24 +175,10 @@ def grey(frame: Frame, width: int, height: int) -> np.ndarray:
     (1280x720 to 320x180: the quarter as it is), which is the same average; other sizes are
     averaged from the frame itself (an area resize from a halving would blur them more).
 
-    The greys of the last :data:`HALVINGS_KEPT` frames are kept, looked up by the frame's
-    identity like its halvings: the smoothing and the refiner both need the frame's grey at the
-    model's size (1280x720 to 256x144 takes 1 ms), and it is made once. Callers must not write
-    into the grey image they get."""
-    global _greys
-    entries = _greys
-    made: tuple[tuple[int, int, np.ndarray], ...] = ()
-    for source, sizes in entries:
-        if source is frame:
-            made = sizes
-            break
-    for kept_w, kept_h, kept in made:
-        if (kept_w, kept_h) == (width, height):
-            return kept
-    small_grey = _grey(frame, width, height)
-    others = tuple(entry for entry in entries if entry[0] is not frame)
-    _greys = ((frame, (*made, (width, height, small_grey))), *others[: HALVINGS_KEPT - 1])
-    return small_grey
+    Made once per frame and size, like the halvings: the smoothing and the refiner both need
+    the frame's grey at the model's size (1280x720 to 256x144 takes 1 ms). Callers must not
+    write into the grey image they get."""
+    return _made_from(frame, ("grey", width, height), lambda: _grey(frame, width, height))
 
 
 def _grey(frame: Frame, width: int, height: int) -> np.ndarray:
@@ -195,38 +202,20 @@ def _whole_blocks(frame_w: int, frame_h: int, times: int, width: int, height: in
     return small_w >= width and small_h >= height and not small_w % width and not small_h % height
 
 
-# (frame, its halvings: 1/2, 1/4, ...) for the last HALVINGS_KEPT frames, newest first. Replaced
-# whole, never changed in place, so the model's and the compositor's threads may both read and
-# extend it without a lock (at worst a halving is made twice).
-_halvings: tuple[tuple[np.ndarray, tuple[np.ndarray, ...]], ...] = ()
-
-
 def halved(image: np.ndarray, times: int) -> np.ndarray:
     """``image`` (H x W x C or H x W, any dtype OpenCV resizes) halved ``times`` times, each
     halving a 2 x 2 average (INTER_LINEAR at exactly half the size; odd sizes round down).
 
     The halvings of the last :data:`HALVINGS_KEPT` images asked for are kept, looked up by
-    identity: the stages that each need a small copy of the same frame make one pyramid. vbg
-    never writes into a frame it has read, which is what makes the identity safe.
+    identity: the stages that each need a small copy of the same frame make one pyramid.
     """
-    global _halvings
     if times <= 0:
         return image
-    entries = _halvings
-    made: tuple[np.ndarray, ...] = ()
-    for source, levels in entries:
-        if source is image:
-            made = levels
-            break
-    if len(made) >= times:
-        return made[times - 1]
-    levels_list = list(made)
-    smaller = levels_list[-1] if levels_list else image
-    while len(levels_list) < times:
-        height, width = smaller.shape[:2]
+
+    def halve() -> np.ndarray:
+        larger = halved(image, times - 1)
+        height, width = larger.shape[:2]
         size = (max(1, width // 2), max(1, height // 2))
-        smaller = cv2.resize(smaller, size, interpolation=cv2.INTER_LINEAR)
-        levels_list.append(smaller)
-    others = tuple(entry for entry in entries if entry[0] is not image)
-    _halvings = ((image, tuple(levels_list)), *others[: HALVINGS_KEPT - 1])
-    return smaller
+        return cv2.resize(larger, size, interpolation=cv2.INTER_LINEAR)
+
+    return _made_from(image, ("halved", times), halve)
