@@ -281,7 +281,8 @@ class MaskRefiner:
         small_h, small_w = mask.shape
         contrast = np.float32(self.contrast)
         if not self.guided or (small_h, small_w) == (height, width):
-            self._buffers(width, height)
+            if self._offset.shape != (height, width):
+                self._offset = np.empty((height, width), np.float32)
             matte = np.empty((height, width), np.uint8)
             cv2.resize(mask * np.float32(255.0), (width, height), dst=self._offset)
             _plain_matte(self._offset, contrast, matte)
@@ -305,10 +306,6 @@ class MaskRefiner:
         if self.feather > 0:
             cv2.GaussianBlur(matte, (0, 0), self.feather, dst=matte)
         return matte
-
-    def _buffers(self, width: int, height: int) -> None:
-        if self._offset.shape != (height, width):
-            self._offset = np.empty((height, width), np.float32)
 
     def _coefficients(self, mask: Mask, frame: Frame) -> tuple[np.ndarray, np.ndarray]:
         """The guided filter at the mask's size (h x w float32 each): the full-size Matte is
