@@ -14,11 +14,13 @@ optical flow and the encoder work on blocks of pixels).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import cv2
 import numpy as np
@@ -170,38 +172,127 @@ class _CaptureSource(Source):
         self._capture.release()
 
 
-def _open_camera(index: int, width: int, height: int, fps: float) -> cv2.VideoCapture | None:
-    """Camera ``index`` opened and asked for that size and rate; None if it does not open."""
-    capture = cv2.VideoCapture(index)
+# Opens a camera by index: cv2.VideoCapture, or a stand-in with its isOpened, set, get, read
+# and release (tests).
+CaptureFactory = Callable[[int], Any]
+MJPEG = cv2.VideoWriter.fourcc(*"MJPG")
+
+
+@dataclasses.dataclass(frozen=True)
+class CameraMode:
+    """What a camera sends after being asked: size, frame rate (0: it does not say) and pixel
+    format (a FOURCC such as "YUYV" or "MJPG"; "" where the backend does not say)."""
+
+    width: int
+    height: int
+    fps: float
+    fourcc: str
+
+    def meets(self, width: int, height: int, fps: float) -> bool:
+        """The size asked, at the rate asked or more (or a rate the camera does not report)."""
+        size_met = (self.width, self.height) == (width, height)
+        return size_met and (self.fps <= 0 or self.fps >= fps - 0.5)
+
+    def score(self, width: int, height: int, fps: float) -> tuple[float, int]:
+        """Higher is nearer the ask: the frame rate first (up to the rate asked), then pixels."""
+        rate = fps if self.fps <= 0 else min(self.fps, fps)
+        return round(rate, 1), min(self.width * self.height, width * height)
+
+    def __str__(self) -> str:
+        rate = f" at {self.fps:g} fps" if self.fps > 0 else ""
+        kind = f" ({self.fourcc})" if self.fourcc else ""
+        return f"{self.width}x{self.height}{rate}{kind}"
+
+
+def _fourcc(code: float) -> str:
+    """A FOURCC as OpenCV reports it (a number) in letters; "" for none."""
+    value = int(code)
+    text = "".join(chr((value >> 8 * i) & 0xFF) for i in range(4))
+    return text.strip() if value > 0 and text.isprintable() else ""
+
+
+def _ask(capture: cv2.VideoCapture, width: int, height: int, fps: float) -> CameraMode:
+    """Ask ``capture`` for that size and rate; what it sends then (drivers take the nearest)."""
+    capture.set(cv2.CAP_PROP_FRAME_WIDTH, width)
+    capture.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
+    capture.set(cv2.CAP_PROP_FPS, fps)
+    return CameraMode(
+        int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
+        int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+        float(capture.get(cv2.CAP_PROP_FPS)),
+        _fourcc(capture.get(cv2.CAP_PROP_FOURCC)),
+    )
+
+
+def _open_camera(
+    index: int, width: int, height: int, fps: float, factory: CaptureFactory
+) -> tuple[cv2.VideoCapture, CameraMode] | None:
+    """Camera ``index`` opened and asked for that size and rate (1280x720 at 30 fps by
+    default), in the pixel format that gives them; None if it does not open.
+
+    The camera's raw format (YUYV) is asked first: it costs the least CPU to convert. Many
+    cameras send raw 720p at only 5-10 fps (USB bandwidth) and 30 fps only as Motion-JPEG,
+    which OpenCV's Linux backend tries last: when the raw format falls short of the ask,
+    MJPEG is asked for and kept if it comes nearer (frame rate first, then size)."""
+    capture = factory(index)
     if not capture.isOpened():
         capture.release()
         return None
-    ask_w, ask_h = (width, height) if width else CAMERA_DEFAULT_SIZE
-    capture.set(cv2.CAP_PROP_FRAME_WIDTH, ask_w)
-    capture.set(cv2.CAP_PROP_FRAME_HEIGHT, ask_h)
-    capture.set(cv2.CAP_PROP_FPS, fps or CAMERA_DEFAULT_FPS)
-    return capture
+    ask = (width, height) if width else CAMERA_DEFAULT_SIZE
+    wanted = (*ask, fps or CAMERA_DEFAULT_FPS)
+    mode = _ask(capture, *wanted)
+    if not mode.meets(*wanted) and mode.fourcc != "MJPG":
+        raw = capture.get(cv2.CAP_PROP_FOURCC)
+        if capture.set(cv2.CAP_PROP_FOURCC, MJPEG):
+            mjpeg = _ask(capture, *wanted)
+            if mjpeg.fourcc == "MJPG" and mjpeg.score(*wanted) > mode.score(*wanted):
+                mode = mjpeg
+            else:  # no nearer: back to the raw format
+                capture.set(cv2.CAP_PROP_FOURCC, raw)
+                mode = _ask(capture, *wanted)
+    # Said as a warning where it falls short of the rate, or of a size the user asked for (a
+    # camera smaller than vbg's default 720p is no news).
+    if 0 < mode.fps < wanted[2] - 0.5 or (width and (mode.width, mode.height) != ask):
+        log.warning(
+            "Camera %d sends %s, not the %dx%d at %g fps asked; vbg goes on with what it sends "
+            "(ask for another size or rate with --width, --height and --fps).",
+            index, mode, *wanted,
+        )  # fmt: skip
+    else:
+        log.info("camera %d: %s", index, mode)
+    return capture, mode
 
 
 class CameraSource(_CaptureSource):
-    """A physical camera opened by index with OpenCV; it paces itself.
+    """A physical camera opened by index with OpenCV; it paces itself. :attr:`mode` is what it
+    sends (size, rate, pixel format: see :func:`_open_camera`).
 
     When it stops sending frames (unplugged), ``read`` raises :class:`SourceLost` and
-    :meth:`reopen` tries to open it again.
+    :meth:`reopen` tries to open it again (and asks for the mode again).
     """
 
     live = True
 
-    def __init__(self, index: int, *, width: int = 0, height: int = 0, fps: float = 0.0) -> None:
+    def __init__(
+        self,
+        index: int,
+        *,
+        width: int = 0,
+        height: int = 0,
+        fps: float = 0.0,
+        capture_factory: CaptureFactory = cv2.VideoCapture,
+    ) -> None:
         self.description = f"camera {index}"
         self._index = index
         self._ask = (width, height, fps)
-        capture = _open_camera(index, width, height, fps)
-        if capture is None:
+        self._factory = capture_factory
+        opened = _open_camera(index, width, height, fps, capture_factory)
+        if opened is None:
             raise SourceError(
                 f"Camera {index} could not be opened. Check that it is plugged in and not used by "
                 "another program, or pick another with --source (a camera index or a video file)."
             )
+        capture, self.mode = opened
         first = _first_frame(capture)
         if first is None:
             raise SourceError(
@@ -220,11 +311,11 @@ class CameraSource(_CaptureSource):
 
     def reopen(self) -> None:
         self._capture.release()
-        capture = _open_camera(self._index, *self._ask)
-        first = _first_frame(capture) if capture is not None else None
-        if capture is None or first is None:
+        opened = _open_camera(self._index, *self._ask, self._factory)
+        first = _first_frame(opened[0]) if opened is not None else None
+        if opened is None or first is None:
             raise SourceLost(f"Camera {self._index} is still gone.")
-        self._capture, self._first = capture, first
+        (self._capture, self.mode), self._first = opened, first
 
 
 class VideoFileSource(_CaptureSource):
