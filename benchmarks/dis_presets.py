@@ -1,6 +1,6 @@
 """CPU time of the smoothing's optical flow (DIS) per mask, vbg's preset against the cheaper ones
-that were tried for issue 14 (and not kept: they cost dtSSD and IoU, see the README), and vbg's
-preset on greys shrunk to 256 wide (not kept either).
+that were tried for issue 14 (and not kept: they cost dtSSD and IoU, or flicker, see the
+README), and vbg's preset on greys shrunk to 256 wide (not kept either).
 
 Consecutive frames of the doctor clip as 320x180 grey images (the tracking crop's mask size,
 which the smoothing's flow runs at), one OpenCV thread, CPU ms per flow, median of ``--rounds``
@@ -26,6 +26,18 @@ VARIANTS: dict[str, tuple[int, dict[str, int]]] = {
     "medium (vbg)": (cv2.DISOPTICAL_FLOW_PRESET_MEDIUM, {}),
     "medium, finest scale 2": (cv2.DISOPTICAL_FLOW_PRESET_MEDIUM, {"FinestScale": 2}),
     "medium, a patch every 4 px": (cv2.DISOPTICAL_FLOW_PRESET_MEDIUM, {"PatchStride": 4}),
+    "medium, 3 refinement iterations": (
+        cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
+        {"VariationalRefinementIterations": 3},
+    ),
+    "medium, 2 refinement iterations": (
+        cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
+        {"VariationalRefinementIterations": 2},
+    ),
+    "medium, no refinement": (
+        cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
+        {"VariationalRefinementIterations": 0},
+    ),
     "fast": (cv2.DISOPTICAL_FLOW_PRESET_FAST, {}),
     "fast, finest scale 1, no refinement": (
         cv2.DISOPTICAL_FLOW_PRESET_FAST,
