@@ -9,6 +9,7 @@ import pytest
 
 from vbg.commands.cli import main
 from vbg.commands.doctor import check_cameras, check_display, check_virtual_camera, check_weights
+from vbg.sources.capture import CameraMode
 
 
 def _sysfs(root: Path, *, module: bool, label: str | None = None, caps: str = "Y") -> Path:
@@ -55,16 +56,34 @@ def test_camera_check_skips_loopback_devices_and_suggests_one_that_works(tmp_pat
     sysfs = _sysfs(tmp_path, module=True, label="vbg camera")
     probed: list[int] = []
 
-    def opens(index: int) -> bool:
+    def opens(index: int) -> CameraMode:
         probed.append(index)
-        return True
+        return CameraMode(1280, 720, 30.0, "MJPG")
 
     check = check_cameras(system="Linux", sysfs=sysfs, opens=opens)
-    assert probed == [0] and check.ok and check.found == "camera 0 sends frames"
+    assert probed == [0] and check.ok
+    assert check.line() == "ok    cameras: camera 0 sends 1280x720 at 30 fps (MJPG)"
     wrong = check_cameras(system="Linux", sysfs=sysfs, opens=opens, default="3")
     assert not wrong.ok and "use --source 0" in wrong.line()
     none = check_cameras(system="Linux", sysfs=tmp_path / "nothing", opens=opens)
     assert not none.ok and none.needed and "no /dev/video* camera devices" in none.line()
+
+
+def test_a_camera_that_sends_fewer_frames_than_asked_is_a_warning(tmp_path: Path) -> None:
+    sysfs = _sysfs(tmp_path, module=True, label="vbg camera")
+    slow = check_cameras(
+        system="Linux", sysfs=sysfs, opens=lambda index: CameraMode(1280, 720, 10.0, "YUYV")
+    )
+    assert not slow.ok and not slow.needed  # vbg runs, at the camera's rate
+    assert slow.line() == (
+        "warn  cameras: camera 0 sends 1280x720 at 10 fps (YUYV), fewer frames than 30 a second. "
+        "Fix: ask for a smaller size (--width 640 --height 480) or a lower --fps than 30, or use "
+        "another camera"
+    )
+    asked = check_cameras(
+        system="Linux", sysfs=sysfs, opens=lambda index: CameraMode(640, 480, 15.0, ""), fps=15
+    )
+    assert asked.ok and asked.found == "camera 0 sends 640x480 at 15 fps"
 
 
 def test_display_is_a_warning_only() -> None:

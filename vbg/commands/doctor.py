@@ -8,6 +8,7 @@ default run needs (``needed``) makes ``vbg doctor`` exit non-zero.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import platform
 import sys
@@ -18,7 +19,7 @@ from vbg.compositing.backgrounds import open_background
 from vbg.config import RunConfig
 from vbg.errors import SourceError, VbgError
 from vbg.outputs.sinks import MODPROBE, VIRTUAL_CAMERA_NAME, find_loopback_device, setup_hint
-from vbg.sources.capture import CameraSource, open_source
+from vbg.sources.capture import CAMERA_DEFAULT_FPS, CameraMode, CameraSource, open_source
 
 MIN_PYTHON = (3, 11)
 CAMERA_INDICES = range(4)  # probed where the system cannot list its cameras
@@ -79,31 +80,47 @@ def _linux_cameras(sysfs: Path) -> list[int]:
     return indices
 
 
-def _camera_opens(index: int) -> bool:
-    """Whether camera ``index`` opens and sends a frame, as ``vbg run --source N`` opens it."""
+def _camera_mode(
+    index: int, width: int = 0, height: int = 0, fps: float = 0.0
+) -> CameraMode | None:
+    """What camera ``index`` sends when opened as ``vbg run --source N`` opens it (asked for
+    that size and rate), or None when it does not open or sends no frame."""
     try:
-        CameraSource(index).close()
+        with CameraSource(index, width=width, height=height, fps=fps) as camera:
+            return camera.mode
     except SourceError:
-        return False
-    return True
+        return None
 
 
 def check_cameras(
     *,
     system: str | None = None,
     sysfs: Path = Path("/sys"),
-    opens: Callable[[int], bool] = _camera_opens,
+    opens: Callable[[int], CameraMode | None] = _camera_mode,
     default: str = RunConfig().source,
+    fps: float = 0.0,
 ) -> Check:
-    """Which cameras open and send a frame; the default source must be one of them."""
+    """Which cameras open and send a frame; the default source must be one of them, and is a
+    warning where it sends fewer frames a second than ``fps`` asks (0: vbg's 30)."""
     system = system or platform.system()
     indices: Sequence[int] = _linux_cameras(sysfs) if system == "Linux" else CAMERA_INDICES
-    working = [i for i in indices if opens(i)]
+    modes = {i: mode for i in indices if (mode := opens(i)) is not None}
+    working = list(modes)
     if not default.isdigit():
         return Check("cameras", True, f"{working or 'none'}; the default source is {default}")
     if int(default) in working:
         others = f" (also {', '.join(map(str, working[1:]))})" if len(working) > 1 else ""
-        return Check("cameras", True, f"camera {default} sends frames{others}")
+        mode = modes[int(default)]
+        asked = fps or CAMERA_DEFAULT_FPS
+        found = f"camera {default} sends {mode}{others}"
+        if mode.slower_than(asked):
+            fix = (
+                f"ask for a smaller size (--width 640 --height 480) or a lower --fps than "
+                f"{asked:g}, or use another camera"
+            )
+            return Check("cameras", False, f"{found}, fewer frames than {asked:g} a second", fix,
+                         needed=False)  # fmt: skip
+        return Check("cameras", True, found)
     found = f"camera {default} does not open"
     if working:
         fix = f'use --source {working[0]} (or source = "{working[0]}" in a config file)'
@@ -241,7 +258,10 @@ def run_checks(config: RunConfig | None = None) -> list[Check]:
         if name is not None:
             checks.append(check_weights(name, config.weights))
     if config.camera_index is not None:
-        checks.append(check_cameras(default=config.source))
+        opens = functools.partial(
+            _camera_mode, width=config.width, height=config.height, fps=config.fps
+        )
+        checks.append(check_cameras(opens=opens, default=config.source, fps=config.fps))
     else:
         checks.append(check_file_source(config.source))
     checks.append(check_background(config))

@@ -190,8 +190,11 @@ class CameraMode:
 
     def meets(self, width: int, height: int, fps: float) -> bool:
         """The size asked, at the rate asked or more (or a rate the camera does not report)."""
-        size_met = (self.width, self.height) == (width, height)
-        return size_met and (self.fps <= 0 or self.fps >= fps - 0.5)
+        return (self.width, self.height) == (width, height) and not self.slower_than(fps)
+
+    def slower_than(self, fps: float) -> bool:
+        """Fewer frames a second than ``fps`` (half a frame spared), as far as it says."""
+        return 0 < self.fps < fps - 0.5
 
     def score(self, width: int, height: int, fps: float) -> tuple[float, int]:
         """Higher is nearer the ask: the frame rate first (up to the rate asked), then pixels."""
@@ -252,7 +255,7 @@ def _open_camera(
                 mode = _ask(capture, *wanted)
     # Said as a warning where it falls short of the rate, or of a size the user asked for (a
     # camera smaller than vbg's default 720p is no news).
-    if 0 < mode.fps < wanted[2] - 0.5 or (width and (mode.width, mode.height) != ask):
+    if mode.slower_than(wanted[2]) or (width and (mode.width, mode.height) != ask):
         log.warning(
             "Camera %d sends %s, not the %dx%d at %g fps asked; vbg goes on with what it sends "
             "(ask for another size or rate with --width, --height and --fps).",
