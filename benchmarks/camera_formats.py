@@ -21,25 +21,9 @@ from typing import Any
 
 import cv2
 import numpy as np
-from common import parse_args
+from common import parse_args, to_yuyv
 
 SIZES = ((1280, 720), (1920, 1080))
-
-
-def to_yuyv(frame: np.ndarray) -> np.ndarray:
-    """``frame`` (H x W x 3 BGR, even sides) as a camera's YUYV: H x W x 2 uint8, each pair of
-    pixels Y0 U Y1 V, in the BT.601 coefficients cv2.COLOR_YUV2BGR_YUYV reads (taken from
-    OpenCV's I420, whose colour is halved down as well as across)."""
-    height, width = frame.shape[:2]
-    planes = cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420).reshape(-1)
-    quarter = height * width // 4
-    u = planes[height * width : height * width + quarter].reshape(height // 2, width // 2)
-    v = planes[height * width + quarter :].reshape(height // 2, width // 2)
-    packed = np.empty((height, width, 2), np.uint8)
-    packed[..., 0] = planes[: height * width].reshape(height, width)
-    packed[:, 0::2, 1] = np.repeat(u, 2, axis=0)
-    packed[:, 1::2, 1] = np.repeat(v, 2, axis=0)
-    return packed
 
 
 def _conversions(raw: list[np.ndarray], jpeg: list[np.ndarray]) -> dict[str, Callable[[], Any]]:
@@ -56,7 +40,7 @@ def main() -> None:
     args, data = parse_args(parser)
     cv2.setNumThreads(1)
     capture = cv2.VideoCapture(str(data.clip))
-    frames = []
+    frames: list[np.ndarray] = []
     while len(frames) < 10:
         ok, frame = capture.read()
         if not ok:

@@ -6,8 +6,11 @@ environment's packages) and runs that checkout's ``bench_pipeline`` on the same 
 
 - both checkouts: 1280x720, blurred room (the row issue 14 measured);
 - this checkout also: a picture background, the blurred room with an H.264 recording, 1920x1080
-  with the blurred room, and the blurred room with OpenCV's pool at 2 threads (a live run
-  before this change) instead of 1.
+  with the blurred room, the blurred room with OpenCV's pool at 2 threads (a live run before
+  this change) instead of 1, and the blurred room from a webcam stand-in instead of the clip
+  (common.WebcamStandIn: the clip's frames decoded before the run, each turned into BGR from a
+  raw YUYV or an MJPEG frame as OpenCV's camera backends do; the clip itself is H.264 at
+  960x540, scaled up on every read).
 
 Prints the median of each figure over the rounds, with its range::
 
@@ -30,12 +33,19 @@ MODEL = "mediapipe_selfie_landscape"
 # Run in each checkout by common.run_in_checkout: argv = the job (JSON).
 _CHILD = """
 import json, sys
+from pathlib import Path
 job = json.loads(sys.argv[1])
 import vbg.commands.frame_path as frame_path
 if job.pop("opencv_threads", None):
     frame_path.OPENCV_THREADS = 2
 from vbg.commands.bench import bench_pipeline
-row = bench_pipeline(job.pop("model"), job.pop("clip"), job.pop("seconds"), skip_still=False, **job)
+source = job.pop("clip")
+webcam = job.pop("webcam", None)
+if webcam:
+    sys.path.insert(0, job.pop("benchmarks"))
+    from common import WebcamStandIn
+    source = WebcamStandIn(Path(source), fourcc=webcam, frames=round(30 * job["seconds"]))
+row = bench_pipeline(job.pop("model"), source, job.pop("seconds"), skip_still=False, **job)
 print(json.dumps(row))
 """
 
@@ -54,6 +64,7 @@ def main() -> None:
     args, data = parse_args(parser)
     here = Path(__file__).resolve().parents[1]
     base = {"model": MODEL, "clip": str(data.clip), "seconds": args.seconds}
+    webcam = {"benchmarks": str(Path(__file__).resolve().parent)}
     rows = {
         "before: 1280x720 blur": (args.before, base),
         "now: 1280x720 blur": (here, base),
@@ -61,6 +72,8 @@ def main() -> None:
         "now: 1280x720 blur + recording": (here, {**base, "record": True}),
         "now: 1920x1080 blur": (here, {**base, "size": [1920, 1080]}),
         "now: 1280x720 blur, OpenCV 2 threads": (here, {**base, "opencv_threads": 2}),
+        "now: 1280x720 blur, YUYV webcam": (here, {**base, **webcam, "webcam": "YUYV"}),
+        "now: 1280x720 blur, MJPEG webcam": (here, {**base, **webcam, "webcam": "MJPG"}),
     }
     runs: dict[str, list[dict[str, Any]]] = {label: [] for label in rows}
     for number in range(args.rounds):
