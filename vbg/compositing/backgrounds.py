@@ -114,7 +114,8 @@ class BlurBackground(Background):
             spread = stack[..., :3] / np.maximum(weight, 1e-6)[..., None]
             untrusted = weight <= 0.02  # the person covers the neighbourhood: the plain blur
             if untrusted.any():
-                spread[untrusted] = cv2.GaussianBlur(small, (0, 0), sigma)[untrusted]
+                plain = cv2.GaussianBlur(small, (0, 0), sigma)
+                np.copyto(spread, plain, where=untrusted[..., None])  # not a gather and scatter
             blurred = cv2.convertScaleAbs(spread)  # rounded, saturated to uint8
         return cv2.resize(blurred, (width, height), interpolation=cv2.INTER_LINEAR)
 
