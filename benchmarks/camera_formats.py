@@ -21,7 +21,8 @@ from typing import Any
 
 import cv2
 import numpy as np
-from common import parse_args, to_yuyv
+from common import parse_args
+from webcam import to_yuyv
 
 SIZES = ((1280, 720), (1920, 1080))
 

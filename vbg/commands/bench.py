@@ -23,7 +23,6 @@ Three parts, printed as tables and written as JSON (``--json``):
 
 from __future__ import annotations
 
-import contextlib
 import json
 import statistics
 import subprocess
@@ -282,7 +281,7 @@ def run_pipeline(
 
 def bench_pipeline(
     name: str,
-    source: str | Source,
+    source: str,
     seconds: float,
     *,
     device: str = "cpu",
@@ -294,19 +293,16 @@ def bench_pipeline(
     size: tuple[int, int] = CAMERA[:2],
 ) -> dict[str, Any]:
     """Run the live pipeline for ``seconds`` on ``source`` (a camera index, or a video or picture
-    file) played as a paced 30 fps camera of ``size`` (width, height), a video looping, or on an
-    opened Source as it comes (it paces itself, at that size; the caller closes it); return
+    file) played as a paced 30 fps camera of ``size`` (width, height), a video looping; return
     its figures. ``sync``: as ``vbg run --sync`` (auto, its default); ``background``: a
     ``--background`` spec; ``record``: with an H.264 recording as ``vbg run --record``."""
     segmenter, real = bench_segmenter(name, device, precision)
     width, height = size
     fps = CAMERA[2]
-    opened = (
-        open_source(source, width=width, height=height, fps=fps, loop=True)
-        if isinstance(source, str)
-        else contextlib.nullcontext(source)
-    )
-    with opened as camera, tempfile.TemporaryDirectory() as folder:
+    with (
+        open_source(source, width=width, height=height, fps=fps, loop=True) as camera,
+        tempfile.TemporaryDirectory() as folder,
+    ):
         scene = "still" if isinstance(camera, ImageSource) else "moving"
         shown = open_background(background)
         try:

@@ -104,7 +104,7 @@ class Source:
         self.close()
 
 
-class Pacer:
+class _Pacer:
     """Sleeps so successive frames leave at ``fps``, like a camera delivering them."""
 
     def __init__(self, fps: float) -> None:
@@ -132,7 +132,7 @@ def _first_frame(capture: cv2.VideoCapture) -> Frame | None:
 class _CaptureSource(Source):
     """An OpenCV capture (camera or file) whose first frame was read when it was opened."""
 
-    _pacer: Pacer | None = None
+    _pacer: _Pacer | None = None
 
     def _start(
         self,
@@ -346,7 +346,7 @@ class VideoFileSource(_CaptureSource):
         self._start(capture, first, width=width, height=height, fps=fps, default_fps=30.0)
         count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
         self.frame_count = count if count > 0 else None
-        self._pacer = Pacer(self.fps) if realtime else None
+        self._pacer = _Pacer(self.fps) if realtime else None
 
     def _read_raw(self) -> Frame | None:
         ok, frame = self._capture.read()
@@ -384,7 +384,7 @@ class ImageSource(Source):
         self._image = cover(image, self.width, self.height)
         self.fps = fps or STILL_DEFAULT_FPS
         self.frame_count = None if realtime else 1
-        self._pacer = Pacer(self.fps) if realtime else None
+        self._pacer = _Pacer(self.fps) if realtime else None
         self._done = False
 
     def read(self) -> Frame | None:
