@@ -4,8 +4,8 @@ camera backends make to give a BGR frame, raw YUYV (4:2:2, cv2.cvtColor) against
 format first and for MJPEG only where raw falls short of the rate (vbg/sources/capture.py).
 
 No camera here: frames of the doctor clip stand in for the camera's picture, packed as YUYV
-(the colour halved across, as a camera sends it) and encoded as JPEG at ``--quality`` (webcams
-send roughly 80-90). CPU ms per frame on one thread (cv2.setNumThreads(1)), median of
+(4:2:2 as a camera sends it: webcam.to_yuyv) and encoded as JPEG at ``--quality`` (webcams send
+roughly 80-90). CPU ms per frame on one thread (cv2.setNumThreads(1)), median of
 ``--rounds`` rounds in which the two take turns::
 
     python benchmarks/camera_formats.py [--data DIR] [--rounds 20] [--quality 85]

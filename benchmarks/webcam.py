@@ -1,8 +1,8 @@
 """A webcam stand-in for the live benchmarks: frames as OpenCV's camera backends give them,
 from a webcam's raw YUYV or its MJPEG, without a camera (none where vbg is developed).
 
-It imports from vbg only what every checkout the benchmarks compare has (``Source``,
-``cover``), so that an older checkout's pipeline can read it too (``half_cpu.py``).
+It imports from vbg only what every checkout the benchmarks compare has (``Source``, ``cover``,
+``SourceError``), so that an older checkout's pipeline can read it too (``half_cpu.py``).
 """
 
 from __future__ import annotations
