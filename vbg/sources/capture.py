@@ -175,7 +175,7 @@ class _CaptureSource(Source):
 # Opens a camera by index: cv2.VideoCapture, or a stand-in with its isOpened, set, get, read
 # and release (tests).
 CaptureFactory = Callable[[int], Any]
-MJPEG = cv2.VideoWriter.fourcc(*"MJPG")
+MJPEG = "MJPG"  # Motion-JPEG's FOURCC
 
 
 @dataclasses.dataclass(frozen=True)
@@ -244,11 +244,11 @@ def _open_camera(
     ask = (width, height) if width else CAMERA_DEFAULT_SIZE
     wanted = (*ask, fps or CAMERA_DEFAULT_FPS)
     mode = _ask(capture, *wanted)
-    if not mode.meets(*wanted) and mode.fourcc != "MJPG":
+    if not mode.meets(*wanted) and mode.fourcc != MJPEG:
         raw = capture.get(cv2.CAP_PROP_FOURCC)
-        if capture.set(cv2.CAP_PROP_FOURCC, MJPEG):
+        if capture.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter.fourcc(*MJPEG)):
             mjpeg = _ask(capture, *wanted)
-            if mjpeg.fourcc == "MJPG" and mjpeg.score(*wanted) > mode.score(*wanted):
+            if mjpeg.fourcc == MJPEG and mjpeg.score(*wanted) > mode.score(*wanted):
                 mode = mjpeg
             else:  # no nearer: back to the raw format
                 capture.set(cv2.CAP_PROP_FOURCC, raw)
