@@ -2,12 +2,12 @@
 from a webcam's raw YUYV or its MJPEG, without a camera (none where vbg is developed).
 
 It imports from vbg only what every checkout the benchmarks compare has (``Source``, ``cover``,
-``SourceError``), so that an older checkout's pipeline can read it too (``half_cpu.py``).
+``SourceError`` and the file sources' pacer), so that an older checkout's pipeline can read it
+too (``half_cpu.py``).
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import cv2
@@ -15,7 +15,7 @@ import numpy as np
 
 from vbg.errors import SourceError
 from vbg.images import cover
-from vbg.sources.capture import Source
+from vbg.sources.capture import Source, _Pacer
 
 
 def to_yuyv(frame: np.ndarray) -> np.ndarray:
@@ -73,13 +73,10 @@ class WebcamStandIn(Source):
         if not self._packed:
             raise SourceError(f"Video '{clip}' gives no frame.")
         self._next = 0
-        self._started = 0.0
+        self._pacer = _Pacer(fps)  # the clip rows' clock (VideoFileSource): paced alike
 
     def read(self) -> np.ndarray:
-        # The camera's own clock: frame n leaves n / fps after the first.
-        if self._next == 0:
-            self._started = time.monotonic()
-        time.sleep(max(0.0, self._started + self._next / self.fps - time.monotonic()))
+        self._pacer.wait()
         packed = self._packed[self._next % len(self._packed)]
         self._next += 1
         if self.fourcc == "YUYV":
