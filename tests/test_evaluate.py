@@ -27,7 +27,7 @@ from vbg.commands.evaluate import (
 from vbg.compositing.backgrounds import BlurBackground
 from vbg.compositing.compositor import Compositor
 from vbg.errors import SourceError
-from vbg.mask_filters import MaskOptions
+from vbg.mask_filters import FlowPropagator, MaskOptions
 from vbg.processor import FrameProcessor
 from vbg.segmentation.segmenter import Segmenter
 
@@ -306,6 +306,31 @@ def test_flicker_follows_a_moving_picture() -> None:
         meter.add(np.ascontiguousarray(base[:, 40 - shift : 360 - shift]),
                   np.ascontiguousarray(mask[:, 40 - shift : 360 - shift]))  # fmt: skip
     assert meter.mean < 2.0
+
+
+def test_flicker_ruler_stays_when_the_smoothings_flow_changes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The flicker figure is how vbg's smoothing is judged: the flow it measures with must not
+    # change with the smoothing's flow (a cheaper preset there once moved the ruler as well).
+    base = _textured(400, 180)
+    mask = np.zeros((180, 400), np.float32)
+    mask[40:140, 120:220] = 1.0
+
+    def figure() -> float:
+        rng = np.random.default_rng(2)
+        meter = FlickerMeter()
+        for step in range(6):
+            shift = 3 * step
+            wobble = np.clip(mask + rng.normal(0, 0.1, mask.shape), 0, 1).astype(np.float32)
+            meter.add(np.ascontiguousarray(base[:, 40 - shift : 360 - shift]),
+                      np.ascontiguousarray(wobble[:, 40 - shift : 360 - shift]))  # fmt: skip
+        return meter.mean
+
+    measured = figure()
+    ultrafast = cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST
+    monkeypatch.setattr(FlowPropagator.__init__, "__defaults__", (ultrafast,))
+    assert figure() == measured
 
 
 def test_eval_of_a_video_file_reports_its_flicker(

@@ -88,6 +88,9 @@ def dtssd(soft: Mask, previous: Mask, truth: np.ndarray, previous_truth: np.ndar
 
 FLICKER_WIDTH = 320  # masks and frames are compared this wide (or less) for the flicker figure
 STILL_LEVEL = 3.0  # grey levels: a pixel whose picture changed less than this counts as still
+# The flicker figure's own optical flow: fixed here, never the smoothing's (a change to the
+# smoothing's flow must not move the ruler it is measured with).
+FLICKER_FLOW_PRESET = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM
 
 
 class FlickerMeter:
@@ -95,10 +98,11 @@ class FlickerMeter:
     the picture did not (x 100, the mean absolute change on those pixels). The frame before and
     its mask are first moved along the optical flow to the frame now, so a moving camera or a
     moving person counts as still where the picture only moved; what is left is the mask
-    changing on its own, which is what a viewer sees as flicker."""
+    changing on its own, which is what a viewer sees as flicker. Its flow is DIS with
+    :data:`FLICKER_FLOW_PRESET`'s settings whatever the smoothing's flow is."""
 
     def __init__(self) -> None:
-        self._flow = FlowPropagator()
+        self._flow = FlowPropagator(FLICKER_FLOW_PRESET)
         self._previous: tuple[np.ndarray, Mask] | None = None
         self.values: list[float] = []
 
