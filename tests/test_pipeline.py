@@ -90,8 +90,13 @@ def test_run_records_a_real_video_and_writes_stats(
     # The virtual camera got RGB: the recorded BGR frame reversed, up to compression.
     assert np.abs(camera.frames[-1][..., ::-1].astype(int) - frames[-1]).mean() < 8
     stats = json.loads((tmp_path / "stats.json").read_text())
-    assert stats["frames_out"] == 40 and stats["masks"] >= 1
-    assert {"capture", "segment", "composite", "record", "virtual_cam"} <= set(stats["stage_ms"])
+    assert stats["frames_out"] == 40
+    # The model's thread runs at a lower priority (INFERENCE_NICENESS), so on a CPU that other
+    # programs keep busy all 40 frames may go out before its first mask (under stress --cpu 2:
+    # 2 runs in 4); each mask it made is counted with its time.
+    stages = set(stats["stage_ms"])
+    assert {"capture", "composite", "record", "virtual_cam"} <= stages
+    assert ("segment" in stages) == (stats["masks"] >= 1)
     assert stats["model"] == "fcn_resnet50" and stats["device"] == "cpu"
     assert stats["sync"] == "auto"  # the config's default, handed to the pipeline
     assert stats["dropped"] == {"record": 0, "virtual_cam": 0}
