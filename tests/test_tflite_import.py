@@ -367,6 +367,8 @@ def transpose_conv_reference(
     ("size", "kernel", "padding"),
     [
         ((4, 6), 2, 1),  # MediaPipe's shape: kernel = stride, even input; 1 = kTfLitePaddingSame
+        ((5, 6), 2, 1),  # kernel = stride (blocks that do not overlap), SAME that crops a row
+        ((5, 6), 2, 2),  # ... and VALID
         ((5, 6), 3, 1),  # SAME that crops, once evenly and once not
         ((5, 6), 3, 2),  # 2 = kTfLitePaddingValid: the full output
     ],

@@ -578,20 +578,36 @@ class TFLiteGraph(nn.Module):
         kernel, bias_value = self._constant(ins[1]), self._constant(ins[2])
         if kernel is None or bias_value is None:
             raise ModelError(f"'{self.path}': transposed convolution weights must be constants.")
-        weight = self._param(kernel.transpose(3, 0, 1, 2))  # [O, kh, kw, I] -> [I, O, kh, kw]
-        bias = self._param(bias_value)
-        kh, kw = kernel.shape[1], kernel.shape[2]
+        outs, kh, kw, channels = kernel.shape
         if not (0 < stride_h <= MAX_STRIDE and 0 < stride_w <= MAX_STRIDE):
             raise _Damaged(f"a transposed convolution with stride {(stride_h, stride_w)}")
         same = padding == _C_PADDING_SAME
+        # Windows that do not overlap (kernel = stride: MediaPipe's last layer, 2x2 by 2) make
+        # one kh x kw block of the output per input pixel: one matrix product over the
+        # channels-last memory ([I] x [I, O * kh * kw] per pixel) and a reshuffle of the blocks:
+        # the same numbers as conv_transpose2d (the same masks, bit for bit) in half its time on
+        # one thread, 0.1-0.2 ms less per mask (benchmarks/mediapipe_speed.py, --before a copy
+        # without it: 5.29 -> 5.18 ms and 3.48 -> 3.27 ms).
+        blocks = (kh, kw) == (stride_h, stride_w)
+        if blocks:  # [O, kh, kw, I] -> [I, O * kh * kw]; the bias for each of those columns
+            weight = self._param(kernel.transpose(3, 0, 1, 2).reshape(channels, outs * kh * kw))
+            bias = self._param(np.repeat(bias_value, kh * kw))
+        else:  # [O, kh, kw, I] -> [I, O, kh, kw]
+            weight = self._param(kernel.transpose(3, 0, 1, 2))
+            bias = self._param(bias_value)
 
         def deconv(x: torch.Tensor) -> torch.Tensor:
             # The full output is (in - 1) * stride + k; SAME drops max(0, k - (in - 1) % stride
             # - 1) rows (columns), the smaller half at the top (left), as MediaPipe's kernel does.
             # The sizes as plain ints: a traced graph then crops by constants, not by a dozen
             # recorded size computations per frame.
-            height, width = int(x.shape[2]), int(x.shape[3])
-            y = F.conv_transpose2d(x, weight, bias, (stride_h, stride_w))
+            batch, height, width = int(x.shape[0]), int(x.shape[2]), int(x.shape[3])
+            if blocks:
+                y = torch.matmul(x.permute(0, 2, 3, 1), weight).add_(bias)
+                y = y.reshape(batch, height, width, outs, kh, kw).permute(0, 3, 1, 4, 2, 5)
+                y = y.reshape(batch, outs, height * kh, width * kw)
+            else:
+                y = F.conv_transpose2d(x, weight, bias, (stride_h, stride_w))
             if same:
                 rows = max(0, kh - (height - 1) % stride_h - 1)
                 cols = max(0, kw - (width - 1) % stride_w - 1)
