@@ -585,9 +585,9 @@ class TFLiteGraph(nn.Module):
         # Windows that do not overlap (kernel = stride: MediaPipe's last layer, 2x2 by 2) make
         # one kh x kw block of the output per input pixel: one matrix product over the
         # channels-last memory ([I] x [I, O * kh * kw] per pixel) and a reshuffle of the blocks:
-        # the same numbers as conv_transpose2d (on the CPU the same masks, bit for bit) in half
-        # its time on one thread, 0.1-0.2 ms less per mask (benchmarks/mediapipe_speed.py,
-        # --before a copy without it: 5.29 -> 5.18 ms and 3.48 -> 3.27 ms).
+        # the same numbers as conv_transpose2d (on the CPU the same masks, bit for bit), 0.1-0.2
+        # ms less per mask on one thread (benchmarks/mediapipe_speed.py, --before a copy
+        # without it: 5.29 -> 5.18 ms and 3.48 -> 3.27 ms).
         blocks = (kh, kw) == (stride_h, stride_w)
         if blocks:  # [O, kh, kw, I] -> [I, O * kh * kw]; the bias for each of those columns
             weight = self._param(kernel.transpose(3, 0, 1, 2).reshape(channels, outs * kh * kw))
