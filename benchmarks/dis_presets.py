@@ -1,7 +1,8 @@
 """CPU time of the smoothing's optical flow (DIS) per mask, vbg's preset against the cheaper ones
 that were tried for issue 14 (and not kept: they cost dtSSD and IoU, or flicker, see the
 README), vbg's preset on greys shrunk to 256 wide, without its spatial propagation or its mean
-normalization, and started from the last flow (none kept either).
+normalization, and started from the last flow (none kept either); and vbg's preset on two
+greys of one flat grey, what DIS costs at this size whatever the picture holds (its floor).
 
 Consecutive frames of the doctor clip as 320x180 grey images (the tracking crop's mask size,
 which the smoothing's flow runs at), one OpenCV thread, CPU ms per flow, median of ``--rounds``
@@ -68,6 +69,10 @@ VARIANTS: dict[str, tuple[int, dict[str, int]]] = {
         cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
         {"Warm": 1, "GradientDescentIterations": 12},
     ),
+    # Both greys one flat grey: no texture anywhere, so every patch's search stops at once;
+    # what is left is DIS's work per pixel (pyramids, densification, refinement). The two
+    # fills are timed too (well under 0.1 ms).
+    "medium on a flat picture (DIS's floor)": (cv2.DISOPTICAL_FLOW_PRESET_MEDIUM, {"Flat": 1}),
 }
 
 
@@ -87,6 +92,7 @@ def main() -> None:
     flows = {}
     widths = {}
     warm = set()
+    flat = set()
     for name, (preset, settings) in VARIANTS.items():
         flows[name] = cv2.DISOpticalFlow.create(preset)
         for setting, value in settings.items():
@@ -94,6 +100,8 @@ def main() -> None:
                 widths[name] = (value, round(SIZE[1] * value / SIZE[0]))
             elif setting == "Warm":
                 warm.add(name)
+            elif setting == "Flat":
+                flat.add(name)
             else:
                 getattr(flows[name], f"set{setting}")(value)
     times: dict[str, list[float]] = {name: [] for name in VARIANTS}
@@ -105,6 +113,8 @@ def main() -> None:
                 if name in widths:
                     now = cv2.resize(now, widths[name], interpolation=cv2.INTER_AREA)
                     then = cv2.resize(then, widths[name], interpolation=cv2.INTER_AREA)
+                if name in flat:
+                    now, then = np.full_like(now, 128), np.full_like(then, 128)
                 guess = last.copy() if name in warm and last is not None else None
                 last = flow.calc(now, then, guess)  # type: ignore[call-overload,arg-type]
             times[name].append(1000 * (time.process_time() - started) / (len(greys) - 1))
